@@ -1,0 +1,215 @@
+// Package config defines meshdrift's configuration file. It is decoded strictly (unknown
+// fields are errors), defaulted and validated at load time, so that `meshdrift validate`
+// and `serve --config.check` catch every mistake before anything starts.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Kubeconfig is a kubeconfig file; empty means in-cluster configuration.
+	Kubeconfig string          `json:"kubeconfig,omitempty"`
+	Server     ServerConfig    `json:"server"`
+	ArgoCD     ArgoCDConfig    `json:"argocd"`
+	Flux       FluxConfig      `json:"flux"`
+	Istio      IstioConfig     `json:"istio"`
+	Reconcile  ReconcileConfig `json:"reconcile"`
+}
+
+// ServerConfig is meshdrift's own HTTP server: metrics, health, status API, Flux webhooks.
+type ServerConfig struct {
+	ListenAddress string `json:"listenAddress"`
+}
+
+// ArgoCDConfig selects how Argo CD Applications are read.
+type ArgoCDConfig struct {
+	Enabled bool `json:"enabled"`
+	// APIServer reads Applications from an Argo CD API server instead of the CRs, for
+	// clusters whose Application CRs meshdrift cannot read.
+	APIServer *ArgoCDAPIServerConfig `json:"apiServer,omitempty"`
+}
+
+// ArgoCDAPIServerConfig is an Argo CD API server endpoint.
+type ArgoCDAPIServerConfig struct {
+	URL string `json:"url"`
+	// TokenFile holds the bearer token; it is re-read when it changes.
+	TokenFile          string   `json:"tokenFile"`
+	CAFile             string   `json:"caFile,omitempty"`
+	ServerName         string   `json:"serverName,omitempty"`
+	InsecureSkipVerify bool     `json:"insecureSkipVerify,omitempty"`
+	Interval           Duration `json:"interval,omitempty"`
+}
+
+// FluxConfig selects the Flux watchers and the notification-controller receiver.
+type FluxConfig struct {
+	Enabled  bool               `json:"enabled"`
+	Receiver FluxReceiverConfig `json:"receiver"`
+}
+
+// FluxReceiverConfig is the endpoint notification-controller's generic(-hmac) Provider posts to.
+type FluxReceiverConfig struct {
+	Enabled bool   `json:"enabled"`
+	Path    string `json:"path"`
+	// HMACKeyFile holds the Provider Secret's token; when set every request must be signed.
+	HMACKeyFile  string `json:"hmacKeyFile,omitempty"`
+	MaxBodyBytes int64  `json:"maxBodyBytes"`
+}
+
+// IstioConfig locates istiod and says how to read its per-proxy state.
+type IstioConfig struct {
+	Enabled bool `json:"enabled"`
+	// Namespace and Selector find every istiod pod (all replicas and revisions).
+	Namespace string `json:"namespace"`
+	Selector  string `json:"selector"`
+	// Addresses, when set, are used instead of pod discovery (host:port of the xDS or
+	// monitoring port, per Transport).
+	Addresses []string `json:"addresses,omitempty"`
+	// Transport: "xds-tls" (15012, Istio root CA + istio-ca token), "xds-plaintext" (15010)
+	// or "http" (15014 /debug/syncz with a bearer token).
+	Transport    string   `json:"transport"`
+	TokenFile    string   `json:"tokenFile,omitempty"`
+	CAFile       string   `json:"caFile,omitempty"`
+	PollInterval Duration `json:"pollInterval"`
+}
+
+// ReconcileConfig tunes how observations become findings.
+type ReconcileConfig struct {
+	// StaleGrace is how long a proxy may leave a change un-ACKed before it is stale.
+	StaleGrace Duration `json:"staleGrace"`
+}
+
+// Transports istiod can be read over.
+const (
+	TransportXDSTLS       = "xds-tls"
+	TransportXDSPlaintext = "xds-plaintext"
+	TransportHTTP         = "http"
+)
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		Server: ServerConfig{ListenAddress: ":9090"},
+		ArgoCD: ArgoCDConfig{Enabled: true},
+		Flux: FluxConfig{Enabled: true, Receiver: FluxReceiverConfig{
+			Enabled: true, Path: "/flux/events", MaxBodyBytes: 1 << 20,
+		}},
+		Istio: IstioConfig{
+			Enabled: true, Namespace: "istio-system", Selector: "app=istiod",
+			Transport: TransportXDSTLS, TokenFile: "/var/run/secrets/tokens/istio-token",
+			CAFile: "/var/run/secrets/istio/root-cert.pem", PollInterval: Duration(10 * time.Second),
+		},
+		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
+	}
+}
+
+// Load reads, decodes and validates a configuration file.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over the defaults, strictly, and validates the result.
+func Parse(b []byte) (Config, error) {
+	cfg := Default()
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+			return Config{}, fmt.Errorf("decoding: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Server.ListenAddress); err != nil {
+		errs = append(errs, fmt.Errorf("server.listenAddress %q: %w", c.Server.ListenAddress, err))
+	}
+	if a := c.ArgoCD.APIServer; c.ArgoCD.Enabled && a != nil {
+		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("argocd.apiServer.url %q: must be an http(s) URL", a.URL))
+		}
+		if a.TokenFile == "" {
+			errs = append(errs, errors.New("argocd.apiServer.tokenFile is required"))
+		}
+		if a.Interval != 0 && a.Interval.D() < time.Second {
+			errs = append(errs, fmt.Errorf("argocd.apiServer.interval %s: must be at least 1s", a.Interval))
+		}
+	}
+	if r := c.Flux.Receiver; c.Flux.Enabled && r.Enabled {
+		if len(r.Path) == 0 || r.Path[0] != '/' {
+			errs = append(errs, fmt.Errorf("flux.receiver.path %q: must start with /", r.Path))
+		}
+		if r.MaxBodyBytes < 1 || r.MaxBodyBytes > 64<<20 {
+			errs = append(errs, fmt.Errorf("flux.receiver.maxBodyBytes %d: must be between 1 and 64 MiB", r.MaxBodyBytes))
+		}
+	}
+	if i := c.Istio; i.Enabled {
+		switch i.Transport {
+		case TransportXDSTLS, TransportXDSPlaintext, TransportHTTP:
+		default:
+			errs = append(errs, fmt.Errorf("istio.transport %q: must be one of %s, %s, %s", i.Transport, TransportXDSTLS, TransportXDSPlaintext, TransportHTTP))
+		}
+		if len(i.Addresses) == 0 && (i.Namespace == "" || i.Selector == "") {
+			errs = append(errs, errors.New("istio: namespace and selector, or addresses, are required"))
+		}
+		for _, a := range i.Addresses {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("istio.addresses %q: %w", a, err))
+			}
+		}
+		if i.PollInterval.D() < time.Second {
+			errs = append(errs, fmt.Errorf("istio.pollInterval %s: must be at least 1s", i.PollInterval))
+		}
+	}
+	if c.Reconcile.StaleGrace.D() <= 0 {
+		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s") in YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return fmt.Errorf("duration %s: must be a string such as \"30s\"", b)
+	}
+	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
+	if err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}

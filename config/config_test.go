@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every bad file is paired with the error it must produce.
+func TestBadConfigs(t *testing.T) {
+	cases := map[string]string{
+		"unknown-field.bad.yml":   `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":   `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":    `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml": "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":      "istio.pollInterval 100ms: must be at least 1s",
+	}
+	files, err := filepath.Glob("testdata/*.bad.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(cases) {
+		t.Fatalf("%d bad files in testdata, %d cases: pair every file with its error", len(files), len(cases))
+	}
+	for name, want := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", name))
+			if err == nil {
+				t.Fatalf("Load succeeded, want error containing %q", want)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %q does not contain %q", err, want)
+			}
+		})
+	}
+}
+
+func TestGoodConfig(t *testing.T) {
+	cfg, err := Load("testdata/good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Reconcile.StaleGrace.D(); got != 45*time.Second {
+		t.Errorf("staleGrace = %s, want 45s", got)
+	}
+	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
+		t.Errorf("istio = %+v", cfg.Istio)
+	}
+	// Unset fields keep their defaults.
+	if cfg.Istio.Namespace != "istio-system" {
+		t.Errorf("istio.namespace = %q, want the default", cfg.Istio.Namespace)
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.yml")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.ListenAddress != Default().Server.ListenAddress {
+		t.Errorf("listenAddress = %q", cfg.Server.ListenAddress)
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
+		t.Fatalf("err = %v", err)
+	}
+}
