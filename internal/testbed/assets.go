@@ -1,0 +1,102 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Environment variables that locate and require the test bed.
+const (
+	EnvDir     = "MESHDRIFT_TESTBED"
+	EnvRequire = "MESHDRIFT_REQUIRE_TESTBED"
+)
+
+// Assets is a test bed directory filled by hack/build-tools.sh and hack/crds.sh.
+type Assets struct {
+	Dir string
+}
+
+// CRD groups under crds/, in the order they are installed.
+var crdGroups = []string{"istio", "gateway-api", "flux", "argocd"}
+
+// LoadAssets finds the test bed directory and checks that it holds what the bed needs.
+func LoadAssets() (Assets, error) {
+	dir := os.Getenv(EnvDir)
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return Assets{}, fmt.Errorf("locating the test bed: %s is unset and %w", EnvDir, err)
+		}
+		dir = filepath.Join(cache, "meshdrift", "testbed")
+	}
+	a := Assets{Dir: dir}
+	var errs []error
+	for _, bin := range []string{"etcd", "kube-apiserver", "kubectl", "pilot-discovery", "istioctl", "kustomize-controller", "notification-controller"} {
+		if _, err := os.Stat(a.Bin(bin)); err != nil {
+			errs = append(errs, fmt.Errorf("missing %s: %w", bin, err))
+		}
+	}
+	for _, g := range crdGroups {
+		if _, err := os.Stat(a.CRDDir(g)); err != nil {
+			errs = append(errs, fmt.Errorf("missing CRDs %s: %w", g, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return a, fmt.Errorf("test bed in %s is incomplete (run `make testbed`): %w", dir, err)
+	}
+	return a, nil
+}
+
+// Bin is the path of a test bed program.
+func (a Assets) Bin(name string) string { return filepath.Join(a.Dir, "bin", name) }
+
+// CRDDir is the directory of one group of CRDs.
+func (a Assets) CRDDir(group string) string { return filepath.Join(a.Dir, "crds", group) }
+
+// CRDDirs lists every CRD directory.
+func (a Assets) CRDDirs() []string {
+	dirs := make([]string, 0, len(crdGroups))
+	for _, g := range crdGroups {
+		dirs = append(dirs, a.CRDDir(g))
+	}
+	return dirs
+}
+
+// Required reports whether missing parts must fail tests instead of skipping them.
+func Required() bool { return os.Getenv(EnvRequire) == "1" }
+
+// Main runs a package's tests around a shared test bed set up once. setup runs only when
+// the assets are present; when they are not, tests run without it (each integration test
+// calls Need and skips) unless the bed is required, which fails the package at once.
+func Main(m *testing.M, setup func(Assets) (teardown func(), err error)) int {
+	assets, err := LoadAssets()
+	if err != nil {
+		if Required() {
+			fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "testbed: integration tests will skip: %v\n", err)
+		return m.Run()
+	}
+	teardown, err := setup(assets)
+	if teardown != nil {
+		defer teardown()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: setup failed: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Need skips an integration test whose shared part was not started because the assets are
+// missing; with the bed required, Main has already failed before tests run.
+func Need(t testing.TB, started bool) {
+	t.Helper()
+	if !started {
+		t.Skip("test bed not available: run `make test` (or set " + EnvDir + ")")
+	}
+}
