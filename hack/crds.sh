@@ -32,7 +32,8 @@ cp "$istio_dir/manifests/charts/base/files/crd-all.gen.yaml" "$out.partial/istio
 
 gw_ver=$(cd "$tools/istio" && go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api)
 gw_dir=$(moddir istio "sigs.k8s.io/gateway-api@$gw_ver")
-cp "$gw_dir"/config/crd/standard/*.yaml "$out.partial/gateway-api/"
+# The standard channel also ships a ValidatingAdmissionPolicy; take only the CRDs.
+grep -l '^kind: CustomResourceDefinition' "$gw_dir"/config/crd/standard/*.yaml | xargs -I{} cp {} "$out.partial/gateway-api/"
 
 kc_dir=$(moddir flux-kustomize "github.com/fluxcd/kustomize-controller@$(cd "$tools/flux-kustomize" && go list -m -f '{{.Version}}' github.com/fluxcd/kustomize-controller)")
 nc_dir=$(moddir flux-notification "github.com/fluxcd/notification-controller@$(cd "$tools/flux-notification" && go list -m -f '{{.Version}}' github.com/fluxcd/notification-controller)")
