@@ -6,7 +6,7 @@ import (
 )
 
 func TestStoreKeepsLatestAndForgets(t *testing.T) {
-	s := NewStore()
+	s := NewStore(PropagationConfig{}, nil)
 	k := AppKey{Source: SourceFlux, Kind: "Kustomization", Namespace: "apps", Name: "payments"}
 	s.ObserveApp(App{Key: k, DesiredRevision: "main@sha1:1", State: AppProgressing})
 	s.ObserveApp(App{Key: k, DesiredRevision: "main@sha1:2", State: AppSynced})
@@ -26,7 +26,7 @@ func TestStoreKeepsLatestAndForgets(t *testing.T) {
 }
 
 func TestStoreSnapshotSortedAndCopied(t *testing.T) {
-	s := NewStore()
+	s := NewStore(PropagationConfig{}, nil)
 	b := AppKey{Source: SourceArgoCD, Kind: "Application", Namespace: "argocd", Name: "b"}
 	a := AppKey{Source: SourceArgoCD, Kind: "Application", Namespace: "argocd", Name: "a"}
 	s.ObserveApp(App{Key: b, Objects: []OwnedObject{{Ref: ObjectRef{Kind: "ConfigMap", Name: "x"}}}})
@@ -42,7 +42,7 @@ func TestStoreSnapshotSortedAndCopied(t *testing.T) {
 }
 
 func TestStoreSourceStatusDedupes(t *testing.T) {
-	s := NewStore()
+	s := NewStore(PropagationConfig{}, nil)
 	s.ReportSource(SourceStatus{Name: "istiod/istiod-0", Up: false, Error: "connection refused", Since: time.Now()})
 	<-s.Changed()
 	s.ReportSource(SourceStatus{Name: "istiod/istiod-0", Up: false, Error: "connection refused", Since: time.Now()})

@@ -1,0 +1,49 @@
+package statusapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+func TestStatusAPI(t *testing.T) {
+	store := reconcile.NewStore(reconcile.PropagationConfig{}, nil)
+	key := reconcile.AppKey{Source: reconcile.SourceArgoCD, Kind: "Application", Namespace: "argocd", Name: "payments"}
+	store.ObserveApp(reconcile.App{Key: key, State: reconcile.AppFailed, Reason: "Failed", DesiredRevision: "abc"})
+	store.ReportSource(reconcile.SourceStatus{Name: "istiod/istiod-0", Up: false, Error: "connection refused"})
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-0", Proxies: []reconcile.ProxyStatus{{
+		ID: "reviews-v1.default",
+		Types: []reconcile.XDSStatus{{TypeURL: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", State: reconcile.StateError, Error: "bad route"}},
+	}}})
+	h := New(store)
+	h.now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/status", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d", rec.Code)
+	}
+	var got Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Apps) != 1 || got.Apps[0].Name != "payments" || got.Apps[0].State != "Failed" {
+		t.Errorf("apps = %+v", got.Apps)
+	}
+	if len(got.Sources) != 1 || got.Sources[0].Up || got.Sources[0].Error != "connection refused" {
+		t.Errorf("sources = %+v", got.Sources)
+	}
+	if len(got.Istiods) != 1 || got.Istiods[0].Proxies[0].Types["RDS"] != "ERROR" || got.Istiods[0].Proxies[0].Error != "bad route" {
+		t.Errorf("istiods = %+v", got.Istiods)
+	}
+
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/status", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST status %d", rec.Code)
+	}
+}

@@ -1,0 +1,60 @@
+package reconcile
+
+import "time"
+
+// IstiodView is everything one istiod instance said about its proxies in one read.
+// Proxies connect to one istiod replica each, so the full picture is the union of the
+// views of every replica of every revision.
+type IstiodView struct {
+	// Istiod names the instance (its pod name, or the address it was read from).
+	Istiod string
+	// Revision is the control-plane revision (the pod's istio.io/rev label), "" if unknown.
+	Revision string
+	// PushVersion is istiod's current push version ("<RFC3339 second>/<counter>") when the
+	// transport reports it (xDS), else "".
+	PushVersion string
+	Proxies     []ProxyStatus
+	ObservedAt  time.Time
+}
+
+// NACKEvent is one rejection streamed by istiod's istio.io/nack debug type as it happens,
+// ahead of the next poll.
+type NACKEvent struct {
+	Istiod  string
+	Proxy   string
+	TypeURL string
+	Error   string
+	At      time.Time
+}
+
+// ProxySink receives istiod observations.
+type ProxySink interface {
+	// ObserveIstiod replaces everything known from view.Istiod.
+	ObserveIstiod(IstiodView)
+	// ForgetIstiod drops an istiod that no longer exists (pod deleted), not one that is
+	// unreachable: that is a SourceStatus with Up false.
+	ForgetIstiod(istiod string)
+	ObserveNACK(NACKEvent)
+}
+
+// MeshChange is one observed change of a mesh object (an Istio networking or security
+// kind, a Gateway API route): what istiod must turn into a push.
+type MeshChange struct {
+	Ref             ObjectRef
+	Generation      int64
+	ResourceVersion string
+	// ObservedAt is when meshdrift saw the change; propagation is measured from here.
+	ObservedAt time.Time
+	// Manager is the field manager of the latest write (e.g. kustomize-controller,
+	// argocd-controller, kubectl-edit), from managedFields.
+	Manager string
+	// GitOpsOwner is the app that tracks the object according to its labels or
+	// annotations (Argo CD tracking, Flux kustomize labels), zero when none.
+	GitOpsOwner AppKey
+	Deleted     bool
+}
+
+// MeshSink receives mesh object changes.
+type MeshSink interface {
+	ObserveMeshChange(MeshChange)
+}

@@ -1,0 +1,354 @@
+package reconcile
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// How meshdrift decides whether a mesh object change reached the proxies.
+//
+// istiod does not say which push carried which change, and Istio removed its own
+// distribution tracking, so meshdrift infers it from what istiod does say per proxy and
+// type: when it last sent config (sentTime) and whether the proxy ACKed (SYNCED), NACKed
+// (ERROR) or not yet (STALE). For a change observed at T:
+//
+//   - a proxy is targeted when istiod sent it any type at or after T-Slack; a proxy that
+//     got nothing (Sidecar scoping, exportTo) is not counted: "SYNCED" only ever means
+//     "ACKed what istiod chose to send";
+//   - a targeted proxy has ACKed when every type sent since T is SYNCED, has NACKed when
+//     one is ERROR (or istiod's NACK stream reported one since T), else it is pending;
+//   - the change has propagated when every targeted proxy ACKed; its latency is the
+//     latest first push after T, minus T (istiod's debounce plus queueing);
+//   - past Grace, proxies still pending are stale; and when istiod pushed nothing at all
+//     since T (no proxy targeted, no newer push version), the change was not pushed.
+//
+// Times are compared, never push counters, because a restarted istiod starts its counter
+// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
+// that disconnects vanishes from istiod's view and is not counted. While any istiod is
+// unreachable an unresolved change is Unknown, never propagated.
+
+// PropagationState is where one change (or a roll-up of changes) stands.
+type PropagationState string
+
+const (
+	PropagationPending    PropagationState = "Pending"
+	PropagationPropagated PropagationState = "Propagated"
+	PropagationNACKed     PropagationState = "NACKed"
+	PropagationStale      PropagationState = "Stale"
+	// PropagationNotPushed: istiod pushed nothing after the change within the grace period.
+	PropagationNotPushed PropagationState = "NotPushed"
+	// PropagationUnknown: an istiod that may serve affected proxies is unreachable.
+	PropagationUnknown PropagationState = "Unknown"
+)
+
+// severity orders states from best to worst for roll-ups.
+func (s PropagationState) severity() int {
+	switch s {
+	case PropagationPropagated:
+		return 0
+	case PropagationPending:
+		return 1
+	case PropagationUnknown:
+		return 2
+	case PropagationNotPushed:
+		return 3
+	case PropagationStale:
+		return 4
+	case PropagationNACKed:
+		return 5
+	}
+	return 2
+}
+
+// PropagationConfig tunes the inference.
+type PropagationConfig struct {
+	// Grace is how long proxies may take before pending becomes stale (default 30 s).
+	Grace time.Duration
+	// Slack absorbs the gap between when istiod and meshdrift see the same change through
+	// their own watches (default 1 s).
+	Slack time.Duration
+	// Retention is how long a propagated change stays listed (default 10 min).
+	Retention time.Duration
+}
+
+func (c PropagationConfig) withDefaults() PropagationConfig {
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.Slack <= 0 {
+		c.Slack = time.Second
+	}
+	if c.Retention <= 0 {
+		c.Retention = 10 * time.Minute
+	}
+	return c
+}
+
+// ProxyOutcome is one targeted proxy that has not (yet) ACKed a change.
+type ProxyOutcome struct {
+	Proxy  string           `json:"proxy"`
+	Istiod string           `json:"istiod"`
+	State  PropagationState `json:"state"`
+	Error  string           `json:"error,omitempty"`
+}
+
+// Propagation is the outcome of one mesh object change.
+type Propagation struct {
+	Change MeshChange       `json:"change"`
+	State  PropagationState `json:"state"`
+	// Latency is set once propagated.
+	Latency  time.Duration `json:"latency,omitempty"`
+	Targeted int           `json:"targeted"`
+	ACKed    int           `json:"acked"`
+	NACKed   int           `json:"nacked"`
+	Pending  int           `json:"pending"`
+	// Proxies lists the targeted proxies that have not ACKed.
+	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+	// Unreachable lists istiods that could not be read.
+	Unreachable []string `json:"unreachable,omitempty"`
+	// Since is when the change entered State.
+	Since time.Time `json:"since"`
+}
+
+// trackedChange is a change with its frozen outcome once propagated.
+type trackedChange struct {
+	change MeshChange
+	// firstPush is the earliest push after the change seen per proxy, for latency.
+	firstPush map[string]time.Time
+	result    Propagation
+	resolved  bool
+}
+
+// evaluate computes a change's propagation from the latest istiod views.
+func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks []NACKEvent, down []string, now time.Time) Propagation {
+	c := tc.change
+	from := c.ObservedAt.Add(-cfg.Slack)
+	p := Propagation{Change: c}
+	pushedSince := false
+	var latest time.Time
+	nacked := map[string]string{}
+	for _, n := range nacks {
+		if !n.At.Before(from) {
+			nacked[n.Istiod+"/"+n.Proxy] = n.Error
+		}
+	}
+	names := make([]string, 0, len(views))
+	for n := range views {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		v := views[name]
+		// Push versions have second resolution: a push in the second that contains
+		// from may be the one.
+		if t, ok := pushVersionTime(v.PushVersion); ok && t.Add(time.Second).After(from) {
+			pushedSince = true
+		}
+		for _, px := range v.Proxies {
+			state, errText, first, targeted := proxyOutcome(px, from)
+			if e, ok := nacked[name+"/"+px.ID]; ok {
+				state, errText, targeted = PropagationNACKed, e, true
+			}
+			if !targeted {
+				continue
+			}
+			pushedSince = true
+			p.Targeted++
+			key := name + "/" + px.ID
+			if !first.IsZero() {
+				if tc.firstPush == nil {
+					tc.firstPush = map[string]time.Time{}
+				}
+				if prev, ok := tc.firstPush[key]; !ok || first.Before(prev) {
+					tc.firstPush[key] = first
+				}
+			}
+			switch state {
+			case PropagationPropagated:
+				p.ACKed++
+				if f := tc.firstPush[key]; f.After(latest) {
+					latest = f
+				}
+			case PropagationNACKed:
+				p.NACKed++
+				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: state, Error: errText})
+			default:
+				p.Pending++
+				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
+			}
+		}
+	}
+	p.Unreachable = down
+	age := now.Sub(c.ObservedAt)
+	switch {
+	case p.NACKed > 0:
+		p.State = PropagationNACKed
+	case len(down) > 0:
+		p.State = PropagationUnknown
+	case p.Targeted > 0 && p.Pending == 0:
+		p.State = PropagationPropagated
+		if lat := latest.Sub(c.ObservedAt); lat > 0 {
+			p.Latency = lat
+		}
+	case age < cfg.Grace:
+		p.State = PropagationPending
+	case p.Pending > 0:
+		p.State = PropagationStale
+		for i := range p.Proxies {
+			if p.Proxies[i].State == PropagationPending {
+				p.Proxies[i].State = PropagationStale
+			}
+		}
+	case pushedSince:
+		// istiod pushed after the change but sent it to no proxy: no proxy receives this
+		// config (scoping), which is nothing to wait for.
+		p.State = PropagationPropagated
+	default:
+		p.State = PropagationNotPushed
+	}
+	return p
+}
+
+// proxyOutcome says whether px was sent config since from and how it answered.
+func proxyOutcome(px ProxyStatus, from time.Time) (state PropagationState, errText string, firstPush time.Time, targeted bool) {
+	state = PropagationPropagated
+	for _, t := range px.Types {
+		if t.SentAt.IsZero() || t.SentAt.Before(from) {
+			continue
+		}
+		targeted = true
+		if firstPush.IsZero() || t.SentAt.Before(firstPush) {
+			firstPush = t.SentAt
+		}
+		switch t.State {
+		case StateError:
+			state, errText = PropagationNACKed, t.Error
+		case StateSynced:
+		default:
+			if state != PropagationNACKed {
+				state = PropagationPending
+			}
+		}
+	}
+	return state, errText, firstPush, targeted
+}
+
+// pushVersionTime reads the time part of an istiod push version "<RFC3339>/<counter>".
+func pushVersionTime(v string) (time.Time, bool) {
+	i := strings.LastIndexByte(v, '/')
+	if i <= 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, v[:i])
+	return t, err == nil
+}
+
+// Rollup is the propagation of one GitOps app's revision: every mesh object it owns that
+// changed, joined.
+type Rollup struct {
+	App       AppKey           `json:"app"`
+	Revision  string           `json:"revision"`
+	AppliedAt time.Time        `json:"appliedAt,omitzero"`
+	State     PropagationState `json:"state"`
+	Objects   int              `json:"objects"`
+	Targeted  int              `json:"targeted"`
+	ACKed     int              `json:"acked"`
+	NACKed    int              `json:"nacked"`
+	Stale     int              `json:"stale"`
+	Pending   int              `json:"pending"`
+	// Latency is the slowest propagated change's.
+	Latency time.Duration  `json:"latency,omitempty"`
+	Since   time.Time      `json:"since"`
+	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+}
+
+// Summary is the one-line form: "flux/Kustomization/apps/payments revision abc applied
+// 12:03:04: 47/50 proxies ACKed, 3 STALE".
+func (r Rollup) Summary() string {
+	var b strings.Builder
+	b.WriteString(r.App.String())
+	if r.Revision != "" {
+		b.WriteString(" revision " + r.Revision)
+	}
+	if !r.AppliedAt.IsZero() {
+		b.WriteString(" applied " + r.AppliedAt.UTC().Format(time.RFC3339))
+	}
+	b.WriteString(": " + string(r.State))
+	b.WriteString(", " + strconv.Itoa(r.ACKed) + "/" + strconv.Itoa(r.Targeted) + " proxies ACKed")
+	if r.NACKed > 0 {
+		b.WriteString(", " + strconv.Itoa(r.NACKed) + " NACKed")
+	}
+	if r.Stale > 0 {
+		b.WriteString(", " + strconv.Itoa(r.Stale) + " STALE")
+	}
+	if r.Pending > 0 {
+		b.WriteString(", " + strconv.Itoa(r.Pending) + " pending")
+	}
+	return b.String()
+}
+
+// rollup joins the propagations of an app's objects.
+func rollup(app App, props []Propagation) Rollup {
+	r := Rollup{App: app.Key, Revision: app.AppliedRevision, AppliedAt: app.AppliedAt, State: PropagationPropagated}
+	if r.Revision == "" {
+		r.Revision = app.DesiredRevision
+	}
+	type agg struct{ acked, nacked, stale, pending bool }
+	proxies := map[string]*agg{}
+	for _, p := range props {
+		r.Objects++
+		if p.State.severity() > r.State.severity() {
+			r.State = p.State
+		}
+		if p.Since.After(r.Since) {
+			r.Since = p.Since
+		}
+		if p.Latency > r.Latency {
+			r.Latency = p.Latency
+		}
+		// Proxies that ACKed are not listed individually; count them per change.
+		acked := p.ACKed
+		for _, o := range p.Proxies {
+			key := o.Istiod + "/" + o.Proxy
+			a := proxies[key]
+			if a == nil {
+				a = &agg{}
+				proxies[key] = a
+			}
+			switch o.State {
+			case PropagationNACKed:
+				a.nacked = true
+			case PropagationStale:
+				a.stale = true
+			default:
+				a.pending = true
+			}
+			r.Proxies = append(r.Proxies, o)
+		}
+		if acked > r.ACKed {
+			r.ACKed = acked
+		}
+		if p.Targeted > r.Targeted {
+			r.Targeted = p.Targeted
+		}
+	}
+	for _, a := range proxies {
+		switch {
+		case a.nacked:
+			r.NACKed++
+		case a.stale:
+			r.Stale++
+		case a.pending:
+			r.Pending++
+		}
+	}
+	if bad := r.NACKed + r.Stale + r.Pending; r.Targeted < r.ACKed+bad {
+		r.Targeted = r.ACKed + bad
+	}
+	if r.ACKed > r.Targeted-(r.NACKed+r.Stale+r.Pending) {
+		r.ACKed = r.Targeted - (r.NACKed + r.Stale + r.Pending)
+	}
+	return r
+}
