@@ -182,7 +182,22 @@ func (k *Kube) ApplyObject(ctx context.Context, fieldManager string, obj *unstru
 	return applied, nil
 }
 
-// UpdateStatus writes obj's status subresource, as the owning controller would.
+// MergePatch applies a JSON merge patch to obj as fieldManager. Argo CD's Application CRD
+// has no status subresource: its controller writes .status this way.
+func (k *Kube) MergePatch(ctx context.Context, fieldManager string, obj *unstructured.Unstructured, patch []byte) (*unstructured.Unstructured, error) {
+	ri, err := k.resource(obj)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ri.Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	if err != nil {
+		return nil, fmt.Errorf("patching %s %s/%s: %w", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+	}
+	return out, nil
+}
+
+// UpdateStatus writes obj's status subresource, as the owning controller would, for kinds
+// that have one (Flux's; not Argo CD's Application, see MergePatch).
 func (k *Kube) UpdateStatus(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	ri, err := k.resource(obj)
 	if err != nil {
