@@ -77,6 +77,8 @@ func StartKube(assets Assets, logDir string) (*Kube, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start may fail after etcd is up (API server too slow, a bad CRD): stop what runs.
+		_ = env.Stop()
 		k.closeLogs()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd (logs in %s): %w", logDir, err)
 	}
