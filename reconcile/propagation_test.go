@@ -203,3 +203,19 @@ func TestPushVersionTime(t *testing.T) {
 		}
 	}
 }
+
+// A relist reports objects again with the generation already held: not a new change.
+func TestStoreIgnoresRepeatedChanges(t *testing.T) {
+	s := NewStore(PropagationConfig{}, nil)
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 3, ResourceVersion: "100", ObservedAt: t0})
+	s.ObserveIstiod(view("istiod-a", "", proxy("a.ns", t0.Add(100*time.Millisecond), StateSynced, "")))
+	s.Evaluate(t0.Add(time.Second))
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 3, ResourceVersion: "100", ObservedAt: t0.Add(time.Hour)})
+	if got := s.Snapshot().Changes[0]; got.State != PropagationPropagated || !got.Change.ObservedAt.Equal(t0) {
+		t.Fatalf("repeat replaced the change: %+v", got)
+	}
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 4, ResourceVersion: "120", ObservedAt: t0.Add(time.Hour)})
+	if got := s.Snapshot().Changes[0]; got.State != PropagationPending || got.Change.Generation != 4 {
+		t.Fatalf("new generation not tracked: %+v", got)
+	}
+}

@@ -106,8 +106,15 @@ func (s *Store) ObserveNACK(n NACKEvent) {
 }
 
 // ObserveMeshChange starts tracking a change; it supersedes the object's previous change.
+// A change already held (same generation, or same resourceVersion for kinds without one)
+// is a repeat, e.g. from a relist, and keeps its outcome.
 func (s *Store) ObserveMeshChange(c MeshChange) {
 	s.mu.Lock()
+	if prev, ok := s.changes[c.Ref]; ok && prev.change.Deleted == c.Deleted &&
+		((c.Generation != 0 && prev.change.Generation == c.Generation) || prev.change.ResourceVersion == c.ResourceVersion) {
+		s.mu.Unlock()
+		return
+	}
 	s.changes[c.Ref] = &trackedChange{change: c, result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
 	s.mu.Unlock()
 	s.notify()
