@@ -1,0 +1,105 @@
+package istio
+
+import (
+	"context"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshdrift/meshdrift/internal/testbed"
+	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
+)
+
+// The package's bed: an API server and two real istiods of different revisions, as a
+// canary upgrade runs them.
+var bed struct {
+	started bool
+	assets  testbed.Assets
+	kube    *testbed.Kube
+	client  kubernetes.Interface
+	istiodA *testbed.Istiod // revision default
+	istiodB *testbed.Istiod // revision canary
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // unit tests only
+	}
+	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
+		logDir, err := os.MkdirTemp("", "meshdrift-istio-")
+		if err != nil {
+			return nil, err
+		}
+		ctx := context.Background()
+		var stops []func() error
+		teardown := func() {
+			for i := len(stops) - 1; i >= 0; i-- {
+				_ = stops[i]()
+			}
+			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
+				_ = os.RemoveAll(logDir)
+			}
+		}
+		bed.assets = a
+		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
+			return teardown, err
+		}
+		stops = append(stops, bed.kube.Stop)
+		if bed.client, err = kubernetes.NewForConfig(bed.kube.Config); err != nil {
+			return teardown, err
+		}
+		if bed.istiodA, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-a", Revision: "default"}); err != nil {
+			return teardown, err
+		}
+		stops = append(stops, bed.istiodA.Stop)
+		if bed.istiodB, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-b", Revision: "canary"}); err != nil {
+			return teardown, err
+		}
+		stops = append(stops, bed.istiodB.Stop)
+		bed.started = true
+		return teardown, nil
+	}))
+}
+
+// needBed skips integration tests under -short and when the bed is missing.
+func needBed(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	testbed.Need(t, bed.started)
+}
+
+// startProxy connects a test proxy to istiod and closes it when the test ends.
+func startProxy(t *testing.T, istiod *testbed.Istiod, pod, ns, ip string) *xdsproxy.Proxy {
+	t.Helper()
+	p := xdsproxy.New(xdsproxy.Config{
+		Addr: istiod.GRPCAddr, PodName: pod, Namespace: ns, IP: ip,
+		Labels: map[string]string{"app": strings.SplitN(pod, "-", 2)[0], "version": "v1"},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("starting proxy %s: %v\nistiod log:\n%s", pod, err, istiod.LogTail(30))
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// newNamespace creates a namespace named after the test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(ns) > 50 {
+		ns = strings.TrimRight(ns[:50], "-")
+	}
+	if err := bed.kube.CreateNamespace(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
