@@ -1,6 +1,3 @@
-// Package reconcile joins what the adapters observe (GitOps apps, istiod's per-proxy state,
-// mesh objects) into findings per app and Git revision. Adapters depend on the types here;
-// this package depends on no adapter.
 package reconcile
 
 import (

@@ -7,28 +7,6 @@ import (
 	"time"
 )
 
-// How meshdrift decides whether a mesh object change reached the proxies.
-//
-// istiod does not say which push carried which change, and Istio removed its own
-// distribution tracking, so meshdrift infers it from what istiod does say per proxy and
-// type: when it last sent config (sentTime) and whether the proxy ACKed (SYNCED), NACKed
-// (ERROR) or not yet (STALE). For a change observed at T:
-//
-//   - a proxy is targeted when istiod sent it any type at or after T-Slack; a proxy that
-//     got nothing (Sidecar scoping, exportTo) is not counted: "SYNCED" only ever means
-//     "ACKed what istiod chose to send";
-//   - a targeted proxy has ACKed when every type sent since T is SYNCED, has NACKed when
-//     one is ERROR (or istiod's NACK stream reported one since T), else it is pending;
-//   - the change has propagated when every targeted proxy ACKed; its latency is the
-//     latest first push after T, minus T (istiod's debounce plus queueing);
-//   - past Grace, proxies still pending are stale; and when istiod pushed nothing at all
-//     since T (no proxy targeted, no newer push version), the change was not pushed.
-//
-// Times are compared, never push counters, because a restarted istiod starts its counter
-// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
-// that disconnects vanishes from istiod's view and is not counted. While any istiod is
-// unreachable an unresolved change is Unknown, never propagated.
-
 // PropagationState is where one change (or a roll-up of changes) stands.
 type PropagationState string
 

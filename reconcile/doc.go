@@ -1,0 +1,32 @@
+// Package reconcile joins what the adapters observe (GitOps apps, istiod's per-proxy state,
+// mesh object changes) into propagation outcomes per object change and per GitOps app and
+// Git revision. Adapters depend on the types here; this package depends on no adapter.
+//
+// How meshdrift decides whether a mesh object change reached the proxies.
+//
+// istiod does not say which push carried which change, and Istio removed its own
+// distribution tracking, so meshdrift infers it from what istiod does say per proxy and
+// type: when it last sent config (sentTime) and whether the proxy ACKed (SYNCED), NACKed
+// (ERROR) or not yet (STALE). For a change observed at T:
+//
+//   - a proxy is targeted when istiod sent it any type at or after T-Slack; a proxy that
+//     got nothing (Sidecar scoping, exportTo) is not counted: "SYNCED" only ever means
+//     "ACKed what istiod chose to send";
+//   - a targeted proxy has ACKed when every type sent since T is SYNCED, has NACKed when
+//     one is ERROR (or istiod's NACK stream reported one since T), else it is pending;
+//   - the change has propagated when every targeted proxy ACKed; its latency is the
+//     latest first push after T, minus T (istiod's debounce plus queueing);
+//   - past Grace, proxies still pending are stale; and when istiod pushed nothing at all
+//     since T (no proxy targeted, no newer push version), the change was not pushed.
+//
+// Times are compared, never push counters, because a restarted istiod starts its counter
+// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
+// that disconnects vanishes from istiod's view and is not counted. While any istiod is
+// unreachable an unresolved change is Unknown, never propagated.
+//
+// Limits: a proxy that istiod sends nothing after a change (scoped out by a Sidecar or
+// exportTo) is indistinguishable from one the change does not concern, and is not counted;
+// an unrelated push within Slack before the change can be mistaken for the one carrying
+// it. Both syncz forms carry the per-type send time (the xDS form as last_updated), but
+// only the HTTP form carries the sent and ACKed push versions.
+package reconcile
