@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,7 +72,16 @@ func Required() bool { return os.Getenv(EnvRequire) == "1" }
 // Main runs a package's tests around a shared test bed set up once. setup runs only when
 // the assets are present; when they are not, tests run without it (each integration test
 // calls Need and skips) unless the bed is required, which fails the package at once.
+//
+// Under -short (make unit) and in fuzz worker processes nothing is started: integration
+// tests skip there, and make integration runs them.
 func Main(m *testing.M, setup func(Assets) (teardown func(), err error)) int {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() || fuzzWorker() {
+		return m.Run()
+	}
 	assets, err := LoadAssets()
 	if err != nil {
 		if Required() {
@@ -90,6 +100,13 @@ func Main(m *testing.M, setup func(Assets) (teardown func(), err error)) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// fuzzWorker reports whether this process is a fuzzing worker, which must not start a
+// bed of its own.
+func fuzzWorker() bool {
+	f := flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() == "true"
 }
 
 // Need skips an integration test whose shared part was not started because the assets are
