@@ -16,7 +16,7 @@ func TestStatusAPI(t *testing.T) {
 	store.ObserveApp(reconcile.App{Key: key, State: reconcile.AppFailed, Reason: "Failed", DesiredRevision: "abc"})
 	store.ReportSource(reconcile.SourceStatus{Name: "istiod/istiod-0", Up: false, Error: "connection refused"})
 	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-0", Proxies: []reconcile.ProxyStatus{{
-		ID: "reviews-v1.default",
+		ID:    "reviews-v1.default",
 		Types: []reconcile.XDSStatus{{TypeURL: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", State: reconcile.StateError, Error: "bad route"}},
 	}}})
 	h := New(store)
