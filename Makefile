@@ -48,7 +48,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
-STATICCHECK_VERSION ?= 2026.1
+STATICCHECK_VERSION ?= v0.8.2
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
