@@ -9,7 +9,7 @@
 // type: when it last sent config (sentTime) and whether the proxy ACKed (SYNCED), NACKed
 // (ERROR) or not yet (STALE). For a change observed at T:
 //
-//   - a proxy is targeted when istiod sent it any type at or after T-Slack; a proxy that
+//   - a proxy is targeted when istiod sent it any type at or after T; a proxy that
 //     got nothing (Sidecar scoping, exportTo) is not counted: "SYNCED" only ever means
 //     "ACKed what istiod chose to send";
 //   - a targeted proxy has ACKed when every type sent since T is SYNCED, has NACKed when
@@ -26,7 +26,9 @@
 //
 // Limits: a proxy that istiod sends nothing after a change (scoped out by a Sidecar or
 // exportTo) is indistinguishable from one the change does not concern, and is not counted;
-// an unrelated push within Slack before the change can be mistaken for the one carrying
-// it. Both syncz forms carry the per-type send time (the xDS form as last_updated), but
+// when meshdrift sees a change later than istiod pushes it (its watch lagging by more than
+// istiod's debounce), that push is not attributed to the change, whose NACKs then show
+// as proxy errors but not against the change; Slack trades that against taking an
+// unrelated earlier push for the change's. Both syncz forms carry the per-type send time (the xDS form as last_updated), but
 // only the HTTP form carries the sent and ACKed push versions.
 package reconcile

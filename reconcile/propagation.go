@@ -44,8 +44,11 @@ func (s PropagationState) severity() int {
 type PropagationConfig struct {
 	// Grace is how long proxies may take before pending becomes stale (default 30 s).
 	Grace time.Duration
-	// Slack absorbs the gap between when istiod and meshdrift see the same change through
-	// their own watches (default 1 s).
+	// Slack widens the window before the change in which a push still counts as carrying
+	// it, for clocks that disagree between meshdrift and istiod. Default 0: both watch the
+	// same API server and istiod debounces 100 ms before it pushes, so a push carrying the
+	// change comes after meshdrift saw it; a wider window would take a proxy's unrelated
+	// push just before the change (its connect, another change) for this one.
 	Slack time.Duration
 	// Retention is how long a propagated change stays listed (default 10 min).
 	Retention time.Duration
@@ -55,8 +58,8 @@ func (c PropagationConfig) withDefaults() PropagationConfig {
 	if c.Grace <= 0 {
 		c.Grace = 30 * time.Second
 	}
-	if c.Slack <= 0 {
-		c.Slack = time.Second
+	if c.Slack < 0 {
+		c.Slack = 0
 	}
 	if c.Retention <= 0 {
 		c.Retention = 10 * time.Minute
@@ -117,13 +120,23 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	// Each istiod watches the API server itself, so one replica may have pushed while
+	// another has not yet: the change has propagated only once every istiod settled.
+	allSettled := true
 	for _, name := range names {
 		v := views[name]
 		// Push versions have second resolution: a push in the second that contains
 		// from may be the one.
-		if t, ok := pushVersionTime(v.PushVersion); ok && t.Add(time.Second).After(from) {
+		vt, hasVersion := pushVersionTime(v.PushVersion)
+		if hasVersion && vt.Add(time.Second).After(from) {
 			pushedSince = true
 		}
+		// A view read before the change says nothing about it. In a later one, a version
+		// from a later second than the change proves this istiod has pushed since (its
+		// version is global, even when no proxy of its was affected).
+		fresh := v.ObservedAt.After(c.ObservedAt)
+		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(c.ObservedAt)))) || now.Sub(c.ObservedAt) >= cfg.Grace
+		targetedHere := false
 		for _, px := range v.Proxies {
 			state, errText, first, targeted := proxyOutcome(px, from)
 			if e, ok := nacked[name+"/"+px.ID]; ok {
@@ -132,7 +145,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			if !targeted {
 				continue
 			}
-			pushedSince = true
+			pushedSince, targetedHere = true, true
 			p.Targeted++
 			key := name + "/" + px.ID
 			if !first.IsZero() {
@@ -157,6 +170,9 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
 			}
 		}
+		if !settled && !targetedHere {
+			allSettled = false
+		}
 	}
 	p.Unreachable = down
 	age := now.Sub(c.ObservedAt)
@@ -165,7 +181,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		p.State = PropagationNACKed
 	case len(down) > 0:
 		p.State = PropagationUnknown
-	case p.Targeted > 0 && p.Pending == 0:
+	case p.Targeted > 0 && p.Pending == 0 && allSettled:
 		p.State = PropagationPropagated
 		if lat := latest.Sub(c.ObservedAt); lat > 0 {
 			p.Latency = lat

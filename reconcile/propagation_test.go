@@ -106,6 +106,30 @@ func TestPropagation(t *testing.T) {
 			proxies: []ProxyOutcome{{Proxy: "a.ns", Istiod: "istiod-a", State: PropagationPending}},
 		},
 		{
+			name: "one replica pushed, the other has not yet",
+			views: []IstiodView{
+				view("istiod-a", "", proxy("a.ns", t0.Add(100*time.Millisecond), StateSynced, "")),
+				view("istiod-b", "2026-11-25T12:03:04Z/12", proxy("b.ns", t0.Add(-time.Minute), StateSynced, "")),
+			},
+			now: time.Second, want: PropagationPending, targets: 1, acked: 1,
+		},
+		{
+			name: "the other replica's newer push version shows it had nothing to send",
+			views: []IstiodView{
+				view("istiod-a", "", proxy("a.ns", t0.Add(100*time.Millisecond), StateSynced, "")),
+				view("istiod-b", "2026-11-25T12:03:05Z/13", proxy("b.ns", t0.Add(-time.Minute), StateSynced, "")),
+			},
+			now: 2 * time.Second, want: PropagationPropagated, targets: 1, acked: 1, latency: 100 * time.Millisecond,
+		},
+		{
+			name: "a replica read before the change has not settled, even without proxies",
+			views: []IstiodView{
+				view("istiod-a", "", proxy("a.ns", t0.Add(100*time.Millisecond), StateSynced, "")),
+				{Istiod: "istiod-b", ObservedAt: t0.Add(-time.Second)},
+			},
+			now: time.Second, want: PropagationPending, targets: 1, acked: 1,
+		},
+		{
 			name: "replicas are merged; a restarted istiod's reset counter does not matter",
 			views: []IstiodView{
 				view("istiod-a", "2026-11-25T12:03:04Z/1", proxy("a.ns", t0.Add(300*time.Millisecond), StateSynced, "")),
