@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	var common commonFlags
+	common.register(fs)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for every source")
+	if !parseFlags(fs, args, stderr) {
+		return exitUsage
+	}
+	cfg, log, err := common.load(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
+		return exitUsage
+	}
+	a, err := wire(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
+		return exitProblem
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	// The watchers run; istiod is read once, directly, rather than on the reader's timer.
+	watchers := a.components[:0:0]
+	for _, c := range a.components {
+		if c.name != "istio" {
+			watchers = append(watchers, c)
+		}
+	}
+	a.components = watchers
+	a.start(ctx)
+	if err := a.waitSynced(ctx); err != nil {
+		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
+		return exitProblem
+	}
+	if a.reader != nil {
+		// A failed read is reported as a source that is down, which check prints.
+		_ = a.reader.ReadOnce(ctx)
+	}
+	a.store.Evaluate(time.Now())
+	snap := a.store.Snapshot()
+	printSnapshot(stdout, snap)
+	if problems := snapshotProblems(snap); len(problems) > 0 {
+		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
+		for _, p := range problems {
+			fmt.Fprintln(stdout, "  - "+p)
+		}
+		return exitProblem
+	}
+	fmt.Fprintln(stdout, "\nno problems found")
+	return exitOK
+}
+
+// snapshotProblems lists what check fails on: unreachable sources, failing apps, proxies
+// in ERROR, and changes that were NACKed, went stale or were never pushed.
+func snapshotProblems(s reconcile.Snapshot) []string {
+	var out []string
+	for _, src := range s.Sources {
+		if !src.Up {
+			out = append(out, fmt.Sprintf("source %s unreachable: %s", src.Name, src.Error))
+		}
+	}
+	for _, a := range s.Apps {
+		if a.State == reconcile.AppFailed {
+			out = append(out, fmt.Sprintf("%s failed (%s): %s", a.Key, a.Reason, a.Message))
+		}
+	}
+	for _, v := range s.Istiods {
+		for _, p := range v.Proxies {
+			for _, t := range p.Types {
+				if t.State == reconcile.StateError {
+					out = append(out, fmt.Sprintf("proxy %s (istiod %s) rejects %s: %s", p.ID, v.Istiod, shortType(t.TypeURL), t.Error))
+				}
+			}
+		}
+	}
+	for _, r := range s.Propagation {
+		switch r.State {
+		case reconcile.PropagationNACKed, reconcile.PropagationStale, reconcile.PropagationNotPushed:
+			out = append(out, r.Summary())
+		}
+	}
+	return out
+}
+
+func printSnapshot(w io.Writer, s reconcile.Snapshot) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tSTATE\tERROR")
+	for _, src := range s.Sources {
+		state := "up"
+		if !src.Up {
+			state = "DOWN"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", src.Name, state, src.Error)
+	}
+	fmt.Fprintln(tw, "\nAPP\tSTATE\tAPPLIED\tDESIRED\tMESSAGE")
+	for _, a := range s.Apps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Key, a.State, short(a.AppliedRevision), short(a.DesiredRevision), oneLine(a.Message))
+	}
+	types := []string{"CDS", "LDS", "RDS", "EDS"}
+	fmt.Fprintln(tw, "\nPROXY\tISTIOD\t"+strings.Join(types, "\t")+"\tERROR")
+	for _, v := range s.Istiods {
+		for _, p := range v.Proxies {
+			states := map[string]string{}
+			errText := ""
+			for _, t := range p.Types {
+				states[shortType(t.TypeURL)] = string(t.State)
+				if t.Error != "" {
+					errText = t.Error
+				}
+			}
+			row := []string{p.ID, v.Istiod}
+			for _, t := range types {
+				st := states[t]
+				if st == "" {
+					st = "-"
+				}
+				row = append(row, st)
+			}
+			fmt.Fprintln(tw, strings.Join(append(row, oneLine(errText)), "\t"))
+		}
+	}
+	fmt.Fprintln(tw, "\nPROPAGATION")
+	for _, r := range s.Propagation {
+		fmt.Fprintln(tw, r.Summary())
+	}
+	_ = tw.Flush()
+}
+
+var shortTypes = map[string]string{
+	"type.googleapis.com/envoy.config.cluster.v3.Cluster":                "CDS",
+	"type.googleapis.com/envoy.config.listener.v3.Listener":              "LDS",
+	"type.googleapis.com/envoy.config.route.v3.RouteConfiguration":       "RDS",
+	"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "EDS",
+}
+
+func shortType(url string) string {
+	if s, ok := shortTypes[url]; ok {
+		return s
+	}
+	return url[strings.LastIndexByte(url, '.')+1:]
+}
+
+// short trims a "main@sha1:<40 hex>" or bare SHA revision for a table.
+func short(rev string) string {
+	if i := strings.LastIndexByte(rev, ':'); i >= 0 && len(rev)-i > 13 {
+		return rev[:i+13]
+	}
+	if len(rev) == 40 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		return s[:117] + "..."
+	}
+	return s
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshdrift/meshdrift/adapters/argocd"
+	"github.com/meshdrift/meshdrift/adapters/flux"
+	"github.com/meshdrift/meshdrift/adapters/istio"
+	"github.com/meshdrift/meshdrift/adapters/mesh"
+	"github.com/meshdrift/meshdrift/alerting/metrics"
+	"github.com/meshdrift/meshdrift/alerting/statusapi"
+	"github.com/meshdrift/meshdrift/config"
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// component is one long-running part; Run blocks until ctx ends.
+type component struct {
+	name   string
+	run    func(context.Context) error
+	synced func() bool
+}
+
+// app is meshdrift wired from a configuration: the store, every adapter, and the HTTP
+// handlers. Nothing registers itself; every part is built here.
+type app struct {
+	cfg        config.Config
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	store      *reconcile.Store
+	components []component
+	reader     *istio.Reader
+	mux        *http.ServeMux
+}
+
+// wire builds every part the configuration enables.
+func wire(cfg config.Config, log *slog.Logger) (*app, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	latency, err := metrics.NewPropagation(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	store := reconcile.NewStore(reconcile.PropagationConfig{Grace: cfg.Reconcile.StaleGrace.D()}, latency)
+	if err := reg.Register(metrics.NewCollector(store)); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	a := &app{cfg: cfg, log: log, registry: reg, store: store, mux: http.NewServeMux()}
+
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	restCfg.UserAgent = "meshdrift"
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes discovery client: %w", err)
+	}
+
+	var errs []error
+	if cfg.ArgoCD.Enabled {
+		errs = append(errs, a.wireArgoCD(dyn, disc))
+	}
+	if cfg.Flux.Enabled {
+		errs = append(errs, a.wireFlux(dyn, disc))
+	}
+	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, store, store, reg, log.With("adapter", "mesh"))
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		a.components = append(a.components, component{name: "mesh", run: meshWatcher.Run, synced: meshWatcher.HasSynced})
+	}
+	if cfg.Istio.Enabled {
+		errs = append(errs, a.wireIstio(restCfg))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	a.mux.Handle("GET /metrics", promhttpHandler(reg))
+	a.mux.Handle("/api/v1/status", statusapi.New(store))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	a.mux.HandleFunc("GET /readyz", a.ready)
+	return a, nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no kubeconfig given and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+func (a *app) wireArgoCD(dyn dynamic.Interface, disc discovery.DiscoveryInterface) error {
+	log := a.log.With("adapter", "argocd")
+	if s := a.cfg.ArgoCD.APIServer; s != nil {
+		client, err := argocd.NewAPIServerClient(argocd.APIServerConfig{
+			URL: s.URL, TokenFile: s.TokenFile, CAFile: s.CAFile, ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify,
+		})
+		if err != nil {
+			return fmt.Errorf("argocd api server: %w", err)
+		}
+		poller, err := argocd.NewPoller(argocd.PollerConfig{Interval: s.Interval.D()}, client, a.store, a.store, a.registry, log)
+		if err != nil {
+			return err
+		}
+		a.components = append(a.components, component{name: "argocd-api", run: poller.Run, synced: poller.HasSynced})
+		return nil
+	}
+	w, err := argocd.New(argocd.WatcherConfig{}, dyn, disc, a.store, a.store, a.registry, log)
+	if err != nil {
+		return err
+	}
+	a.components = append(a.components, component{name: "argocd", run: w.Run, synced: w.HasSynced})
+	return nil
+}
+
+func (a *app) wireFlux(dyn dynamic.Interface, disc discovery.DiscoveryInterface) error {
+	log := a.log.With("adapter", "flux")
+	w, err := flux.New(flux.WatcherConfig{}, dyn, disc, a.store, a.store, a.registry, log)
+	if err != nil {
+		return err
+	}
+	a.components = append(a.components, component{name: "flux", run: w.Run, synced: w.HasSynced})
+	r := a.cfg.Flux.Receiver
+	if !r.Enabled {
+		return nil
+	}
+	var key []byte
+	if r.HMACKeyFile != "" {
+		b, err := os.ReadFile(r.HMACKeyFile)
+		if err != nil {
+			return fmt.Errorf("flux receiver: reading the HMAC key: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	}
+	recv, err := flux.NewReceiver(flux.ReceiverConfig{HMACKey: key, MaxBodyBytes: r.MaxBodyBytes}, w, a.registry, log)
+	if err != nil {
+		return err
+	}
+	a.mux.Handle(r.Path, recv)
+	return nil
+}
+
+func (a *app) wireIstio(restCfg *rest.Config) error {
+	c := a.cfg.Istio
+	transport := istio.Transport(c.Transport)
+	var targets istio.TargetSource
+	var err error
+	if len(c.Addresses) > 0 {
+		ts := make([]istio.Target, 0, len(c.Addresses))
+		for _, addr := range c.Addresses {
+			ts = append(ts, istio.Target{Addr: addr})
+		}
+		targets, err = istio.StaticTargets(ts)
+	} else {
+		var kc kubernetes.Interface
+		if kc, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		targets, err = istio.PodTargets(kc, istio.PodTargetsConfig{Namespace: c.Namespace, Selector: c.Selector, Transport: transport})
+	}
+	if err != nil {
+		return fmt.Errorf("istiod targets: %w", err)
+	}
+	reader, err := istio.NewReader(istio.ReaderConfig{
+		Transport: transport, Interval: c.PollInterval.D(), TokenFile: c.TokenFile, CAFile: c.CAFile, IstioNamespace: c.Namespace,
+	}, targets, a.store, a.store, a.registry, a.log.With("adapter", "istio"))
+	if err != nil {
+		return err
+	}
+	a.reader = reader
+	a.components = append(a.components, component{name: "istio", run: reader.Run})
+	return nil
+}
+
+// ready answers 200 once every watcher has synced its cache.
+func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
+	for _, c := range a.components {
+		if c.synced != nil && !c.synced() {
+			http.Error(w, c.name+" not synced", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// evaluate recomputes propagation whenever an observation arrives and at least every
+// second (grace periods expire without any event); while a change is unresolved istiod
+// is read faster, so that a propagated change is seen within a fraction of a second.
+func (a *app) evaluate(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	fast := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.store.Changed():
+		case <-tick.C:
+		}
+		unresolved := a.store.Evaluate(time.Now())
+		if a.reader != nil && unresolved != fast {
+			fast = unresolved
+			if fast {
+				a.reader.SetInterval(250 * time.Millisecond)
+				a.reader.Poke()
+			} else {
+				a.reader.SetInterval(a.cfg.Istio.PollInterval.D())
+			}
+		}
+	}
+}
+
+// start runs every component and the evaluator until ctx ends; the returned channel
+// yields the first error (or nil once all have stopped).
+func (a *app) start(ctx context.Context) <-chan error {
+	parts := append([]component{{name: "evaluator", run: a.evaluate}}, a.components...)
+	errc := make(chan error, len(parts))
+	for _, c := range parts {
+		go func() {
+			err := c.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", c.name, err)
+			} else {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	out := make(chan error, 1)
+	go func() {
+		var first error
+		for range parts {
+			if err := <-errc; err != nil && first == nil {
+				first = err
+				out <- err
+			}
+		}
+		if first == nil {
+			out <- nil
+		}
+		close(out)
+	}()
+	return out
+}
+
+// waitSynced waits until every watcher has synced, or ctx ends.
+func (a *app) waitSynced(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var pending []string
+		for _, c := range a.components {
+			if c.synced != nil && !c.synced() {
+				pending = append(pending, c.name)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to sync: %w", strings.Join(pending, ", "), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

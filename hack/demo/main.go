@@ -1,0 +1,117 @@
+// Command demo brings up meshdrift's local demo environment: the real test bed (kube-apiserver,
+// etcd, istiod, Flux controllers), a small sample mesh (three services, their VirtualServices
+// and DestinationRules, owned by an Argo CD Application and a Flux Kustomization), test proxies
+// for its workloads, and `meshdrift serve` pointed at all of it. It prints where to look and
+// tears everything down on Ctrl-C. `make demo` runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/meshdrift/meshdrift/internal/testbed"
+)
+
+func main() {
+	var (
+		binary    = flag.String("meshdrift", "bin/meshdrift", "meshdrift binary to run")
+		listen    = flag.String("listen", "127.0.0.1:9090", "address meshdrift serves its status, metrics and webhooks on")
+		logDir    = flag.String("log-dir", "", "directory for the bed's logs (default: a new temporary directory)")
+		exitAfter = flag.Duration("exit-after", 0, "stop by itself after this long (0: run until Ctrl-C); used by tests")
+	)
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *exitAfter > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *exitAfter)
+		defer cancel()
+	}
+	if err := run(ctx, log, *binary, *listen, *logDir); err != nil {
+		log.Error("demo failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, binary, listen, logDir string) (err error) {
+	assets, err := testbed.LoadAssets()
+	if err != nil {
+		return err
+	}
+	if logDir == "" {
+		if logDir, err = os.MkdirTemp("", "meshdrift-demo-"); err != nil {
+			return fmt.Errorf("creating log directory: %w", err)
+		}
+	}
+	env, err := startEnvironment(ctx, log, assets, logDir)
+	if env != nil {
+		defer env.stop(log)
+	}
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(logDir, "meshdrift.yaml")
+	if err := os.WriteFile(cfgPath, []byte(demoConfig(env, listen)), 0o600); err != nil {
+		return fmt.Errorf("writing meshdrift config: %w", err)
+	}
+	md := exec.Command(binary, "serve", "--config", cfgPath)
+	md.Stdout, md.Stderr = os.Stdout, os.Stderr
+	md.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := md.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", binary, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- md.Wait() }()
+
+	fmt.Printf(`
+meshdrift demo is running.
+  status API:    http://%[1]s/api/v1/status
+  metrics:       http://%[1]s/metrics
+  kubeconfig:    %[2]s   (kubectl --kubeconfig %[2]s get virtualservices -A)
+  istiod syncz:  http://%[3]s/debug/syncz
+  logs:          %[4]s
+Try: kubectl --kubeconfig %[2]s -n bookinfo edit virtualservice ratings
+Press Ctrl-C to stop.
+`, listen, env.kube.Kubeconfig, env.istiod.HTTPAddr, logDir)
+
+	select {
+	case <-ctx.Done():
+		_ = syscall.Kill(-md.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-md.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		log.Info("stopping the demo environment")
+		return nil
+	case err := <-exited:
+		if err == nil {
+			err = errors.New("exited")
+		}
+		return fmt.Errorf("meshdrift serve stopped: %w", err)
+	}
+}
+
+func demoConfig(env *environment, listen string) string {
+	return fmt.Sprintf(`kubeconfig: %s
+server:
+  listenAddress: %s
+istio:
+  transport: xds-plaintext
+  addresses: [%s]
+  pollInterval: 2s
+reconcile:
+  staleGrace: 30s
+`, env.kube.Kubeconfig, listen, env.istiod.GRPCAddr)
+}
