@@ -97,10 +97,13 @@ type Propagation struct {
 type trackedChange struct {
 	change MeshChange
 	// firstPush is the earliest push after the change seen per proxy, for latency.
-	firstPush map[string]time.Time
+	firstPush map[proxyKey]time.Time
 	result    Propagation
 	resolved  bool
 }
+
+// proxyKey names a proxy on one istiod.
+type proxyKey struct{ istiod, proxy string }
 
 // evaluate computes a change's propagation from the latest istiod views.
 func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks []NACKEvent, down []string, now time.Time) Propagation {
@@ -109,10 +112,13 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	p := Propagation{Change: c}
 	pushedSince := false
 	var latest time.Time
-	nacked := map[string]string{}
+	var nacked map[proxyKey]string
 	for _, n := range nacks {
 		if !n.At.Before(from) {
-			nacked[n.Istiod+"/"+n.Proxy] = n.Error
+			if nacked == nil {
+				nacked = map[proxyKey]string{}
+			}
+			nacked[proxyKey{n.Istiod, n.Proxy}] = n.Error
 		}
 	}
 	names := make([]string, 0, len(views))
@@ -139,7 +145,8 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		targetedHere := false
 		for _, px := range v.Proxies {
 			state, errText, first, targeted := proxyOutcome(px, from)
-			if e, ok := nacked[name+"/"+px.ID]; ok {
+			key := proxyKey{name, px.ID}
+			if e, ok := nacked[key]; ok {
 				state, errText, targeted = PropagationNACKed, e, true
 			}
 			if !targeted {
@@ -147,10 +154,9 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			}
 			pushedSince, targetedHere = true, true
 			p.Targeted++
-			key := name + "/" + px.ID
 			if !first.IsZero() {
 				if tc.firstPush == nil {
-					tc.firstPush = map[string]time.Time{}
+					tc.firstPush = map[proxyKey]time.Time{}
 				}
 				if prev, ok := tc.firstPush[key]; !ok || first.Before(prev) {
 					tc.firstPush[key] = first
