@@ -16,16 +16,13 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := os.MkdirTemp("", "meshdrift-argocd-")
+		logDir, err := testbed.NewLogDir("meshdrift-argocd-")
 		if err != nil {
 			return nil, err
 		}
 		teardown := func() {
 			if bed.kube != nil {
 				_ = bed.kube.Stop()
-			}
-			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
-				_ = os.RemoveAll(logDir)
 			}
 		}
 		bed.assets = a

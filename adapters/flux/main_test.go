@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		if testing.Short() || fuzzing() {
 			return nil, nil
 		}
-		logDir, err := os.MkdirTemp("", "meshdrift-flux-")
+		logDir, err := testbed.NewLogDir("meshdrift-flux-")
 		if err != nil {
 			return nil, err
 		}
@@ -46,11 +46,6 @@ func TestMain(m *testing.M) {
 			}
 			for i := len(stops) - 1; i >= 0; i-- {
 				_ = stops[i]()
-			}
-			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
-				_ = os.RemoveAll(logDir)
-			} else {
-				fmt.Fprintf(os.Stderr, "test bed logs kept in %s\n", logDir)
 			}
 		}
 		bed.assets = a

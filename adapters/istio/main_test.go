@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run()) // unit tests only
 	}
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := os.MkdirTemp("", "meshdrift-istio-")
+		logDir, err := testbed.NewLogDir("meshdrift-istio-")
 		if err != nil {
 			return nil, err
 		}
@@ -40,9 +40,6 @@ func TestMain(m *testing.M) {
 		teardown := func() {
 			for i := len(stops) - 1; i >= 0; i-- {
 				_ = stops[i]()
-			}
-			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
-				_ = os.RemoveAll(logDir)
 			}
 		}
 		bed.assets = a

@@ -28,7 +28,7 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := os.MkdirTemp("", "meshdrift-cmd-")
+		logDir, err := testbed.NewLogDir("meshdrift-cmd-")
 		if err != nil {
 			return nil, err
 		}
@@ -37,7 +37,6 @@ func TestMain(m *testing.M) {
 			for i := len(stops) - 1; i >= 0; i-- {
 				_ = stops[i]()
 			}
-			_ = os.RemoveAll(logDir)
 		}
 		ctx := context.Background()
 		bed.assets = a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -92,14 +93,49 @@ func Main(m *testing.M, setup func(Assets) (teardown func(), err error)) int {
 		return m.Run()
 	}
 	teardown, err := setup(assets)
-	if teardown != nil {
-		defer teardown()
-	}
+	code := 1
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testbed: setup failed: %v\n", err)
-		return 1
+	} else {
+		code = m.Run()
 	}
-	return m.Run()
+	if teardown != nil {
+		teardown()
+	}
+	finishLogDirs(code != 0)
+	return code
+}
+
+var logDirs struct {
+	sync.Mutex
+	dirs []string
+}
+
+// NewLogDir creates a directory for the logs of the bed's programs. Main removes it after
+// a passing run and keeps it, printing where, after a failing one (or when
+// MESHDRIFT_KEEP_LOGS is set), so that a failure can be read from the programs' side.
+func NewLogDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", fmt.Errorf("creating log directory: %w", err)
+	}
+	logDirs.Lock()
+	logDirs.dirs = append(logDirs.dirs, dir)
+	logDirs.Unlock()
+	return dir, nil
+}
+
+func finishLogDirs(failed bool) {
+	logDirs.Lock()
+	defer logDirs.Unlock()
+	for _, dir := range logDirs.dirs {
+		if failed || os.Getenv("MESHDRIFT_KEEP_LOGS") != "" {
+			fmt.Fprintf(os.Stderr, "testbed: logs of the bed's programs kept in %s\n", dir)
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
+	logDirs.dirs = nil
 }
 
 // fuzzWorker reports whether this process is a fuzzing worker, which must not start a

@@ -41,7 +41,7 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := os.MkdirTemp("", "meshdrift-testbed-")
+		logDir, err := testbed.NewLogDir("meshdrift-testbed-")
 		if err != nil {
 			return nil, err
 		}
@@ -50,11 +50,6 @@ func TestMain(m *testing.M) {
 		teardown := func() {
 			for i := len(stops) - 1; i >= 0; i-- {
 				_ = stops[i]()
-			}
-			// Logs stay for a failing run; the test binary's exit code is not known
-			// here, so keep them when MESHDRIFT_KEEP_LOGS is set.
-			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
-				_ = os.RemoveAll(logDir)
 			}
 		}
 		bed.assets = a
