@@ -42,16 +42,13 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := os.MkdirTemp("", "meshdrift-mesh-")
+		logDir, err := testbed.NewLogDir("meshdrift-mesh-")
 		if err != nil {
 			return nil, err
 		}
 		teardown := func() {
 			if bed.kube != nil {
 				_ = bed.kube.Stop()
-			}
-			if os.Getenv("MESHDRIFT_KEEP_LOGS") == "" {
-				_ = os.RemoveAll(logDir)
 			}
 		}
 		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
