@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -37,7 +38,15 @@ func StartFlux(ctx context.Context, assets Assets, kube *Kube) (*Flux, error) {
 	}
 	f.EventsAddr = addrs[0]
 	logDir := filepath.Join(kube.LogDir, "flux")
-	env := []string{"KUBECONFIG=" + kube.Kubeconfig, "RUNTIME_NAMESPACE=" + FluxNamespace}
+	// Each bed's controllers get their own TMPDIR: kustomize-controller builds every
+	// artifact in a temporary directory, and beds of parallel test processes must not
+	// share (or clean up) each other's.
+	tmp := filepath.Join(logDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		_ = f.Stop()
+		return nil, fmt.Errorf("creating flux temporary directory: %w", err)
+	}
+	env := []string{"KUBECONFIG=" + kube.Kubeconfig, "RUNTIME_NAMESPACE=" + FluxNamespace, "TMPDIR=" + tmp}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 
