@@ -295,7 +295,7 @@ func rollup(app App, props []Propagation) Rollup {
 	if r.Revision == "" {
 		r.Revision = app.DesiredRevision
 	}
-	type agg struct{ acked, nacked, stale, pending bool }
+	type agg struct{ nacked, stale, pending bool }
 	proxies := map[string]*agg{}
 	for _, p := range props {
 		r.Objects++

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -148,6 +147,3 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: valid\n", *file)
 	return exitOK
 }
-
-// errProblem marks a run that worked but found something wrong (check, wait).
-var errProblem = errors.New("problem found")

@@ -1,17 +1,12 @@
 package testbed
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -24,10 +19,6 @@ type process struct {
 	logPath string
 	done    chan struct{}
 	waitErr error
-
-	mu    sync.Mutex
-	lines []string // recent output, scanned for readiness
-	subs  []func(string)
 }
 
 // startProcess runs bin with args and env (added to a minimal environment) writing its
@@ -41,76 +32,24 @@ func startProcess(name, logDir, bin string, args, env []string) (*process, error
 	if err != nil {
 		return nil, fmt.Errorf("creating %s log: %w", name, err)
 	}
-	pr, pw := io.Pipe()
 	cmd := exec.Command(bin, args...)
 	// A clean environment: the bed's programs must not pick up a developer's KUBECONFIG or
 	// proxy settings, and never fall back to localhost:8080.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + logDir}, env...)
-	cmd.Stdout = pw
-	cmd.Stderr = pw
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	scanDone := make(chan struct{})
-	go func() {
-		defer close(scanDone)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logFile, line)
-			p.mu.Lock()
-			if len(p.lines) < 2000 {
-				p.lines = append(p.lines, line)
-			}
-			subs := append([]func(string){}, p.subs...)
-			p.mu.Unlock()
-			for _, f := range subs {
-				f(line)
-			}
-		}
-		_, _ = io.Copy(logFile, pr)
-	}()
 	go func() {
 		p.waitErr = cmd.Wait()
-		pw.Close()
-		<-scanDone
 		logFile.Close()
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// waitForLine waits until a line of output matches re and returns the match's groups.
-func (p *process) waitForLine(ctx context.Context, re *regexp.Regexp) ([]string, error) {
-	found := make(chan []string, 1)
-	p.mu.Lock()
-	for _, l := range p.lines {
-		if m := re.FindStringSubmatch(l); m != nil {
-			p.mu.Unlock()
-			return m, nil
-		}
-	}
-	p.subs = append(p.subs, func(l string) {
-		if m := re.FindStringSubmatch(l); m != nil {
-			select {
-			case found <- m:
-			default:
-			}
-		}
-	})
-	p.mu.Unlock()
-	select {
-	case m := <-found:
-		return m, nil
-	case <-p.done:
-		return nil, fmt.Errorf("%s exited (%v) before logging %q; log %s:\n%s", p.name, p.waitErr, re, p.logPath, p.tail(30))
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s did not log %q: %w; log %s:\n%s", p.name, re, ctx.Err(), p.logPath, p.tail(30))
-	}
 }
 
 // tail returns the last n lines of the log file.
