@@ -15,6 +15,9 @@ type IstiodView struct {
 	PushVersion string
 	Proxies     []ProxyStatus
 	ObservedAt  time.Time
+	// Signals is the latest read of istiod's own metrics, nil when it has none (no
+	// monitoring address known, or not read yet).
+	Signals *IstiodSignals
 }
 
 // NACKEvent is one rejection streamed by istiod's istio.io/nack debug type as it happens,
@@ -57,4 +60,31 @@ type MeshChange struct {
 // MeshSink receives mesh object changes.
 type MeshSink interface {
 	ObserveMeshChange(MeshChange)
+}
+
+// IstiodSignals is what istiod's own metrics say went wrong: config it rejected or
+// ignored, conflicts, NACK counts per proxy, failed pushes. Counters are cumulative since
+// istiod started.
+type IstiodSignals struct {
+	RejectedConfigs []RejectedConfig
+	ProxyRejects    []ProxyReject
+	// Conflicts are pilot_conflict_* and duplicate-domain gauges by name, non-zero only.
+	Conflicts map[string]float64
+	// PushErrors are pushes that failed to build or send, by type, non-zero only.
+	PushErrors map[string]float64
+	ObservedAt time.Time
+}
+
+// RejectedConfig is one config object istiod rejected or ignored.
+type RejectedConfig struct {
+	Type  string
+	Name  string
+	Count float64
+}
+
+// ProxyReject counts one proxy's NACKs of one xDS type (cds, lds, rds, eds).
+type ProxyReject struct {
+	Type  string
+	Proxy string
+	Count float64
 }

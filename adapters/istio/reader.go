@@ -420,10 +420,13 @@ type synczClient interface {
 }
 
 type targetClient struct {
-	target   Target
-	syncz    synczClient
-	nack     *nackWatch // nil without a NACK subscription
-	stopNACK context.CancelFunc
+	target Target
+	syncz  synczClient
+	// signals is istiod's own metrics as last read, and when; read less often than syncz.
+	signals   *reconcile.IstiodSignals
+	signalsAt time.Time
+	nack      *nackWatch // nil without a NACK subscription
+	stopNACK  context.CancelFunc
 }
 
 func (c *targetClient) close() {
@@ -500,12 +503,14 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 	if c.nack != nil {
 		c.nack.checkPoll(proxies, now)
 	}
+	r.refreshSignals(ctx, c, now)
 	r.sink.ObserveIstiod(reconcile.IstiodView{
 		Istiod:      t.Name,
 		Revision:    t.Revision,
 		PushVersion: version,
 		Proxies:     proxies,
 		ObservedAt:  now,
+		Signals:     c.signals,
 	})
 	r.setStatus(instanceSource(t.Name), nil)
 	return nil

@@ -363,6 +363,21 @@ func TestSignalsFromRealIstiod(t *testing.T) {
 	if _, err := r.ReadSignals(context.Background(), Target{Name: "x"}); err == nil || err.Error() != "istiod x: no monitoring address" {
 		t.Errorf("no monitoring address: %v", err)
 	}
+
+	// A read of the istiod carries the signals in its view, as observations.
+	r2, rec, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext}, []Target{target})
+	if err := r2.ReadOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, ok := rec.lastView(target.Name)
+	if !ok || v.Signals == nil {
+		t.Fatalf("view without signals: %+v", v)
+	}
+	if !slices.ContainsFunc(v.Signals.ProxyRejects, func(pr reconcile.ProxyReject) bool {
+		return pr.Proxy == bad.Name() && pr.Type == "cds" && pr.Count >= 1
+	}) {
+		t.Errorf("view signals lack the proxy's rejects: %+v", v.Signals.ProxyRejects)
+	}
 }
 
 // Keeping the syncz stream open against reconnecting for every read, on the real istiod.
