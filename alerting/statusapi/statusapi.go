@@ -68,6 +68,9 @@ type Istiod struct {
 	PushVersion string    `json:"pushVersion,omitempty"`
 	ObservedAt  time.Time `json:"observedAt"`
 	Proxies     []Proxy   `json:"proxies"`
+	// Signals is what istiod's own metrics report (rejected configs, NACKs per proxy,
+	// conflicts, push errors), when its monitoring port is known.
+	Signals *reconcile.IstiodSignals `json:"signals,omitempty"`
 }
 
 // Proxy is one proxy's per-type state.
@@ -115,7 +118,7 @@ func Build(s reconcile.Snapshot, now time.Time) Status {
 		st.Apps = append(st.Apps, app)
 	}
 	for _, v := range s.Istiods {
-		is := Istiod{Name: v.Istiod, Revision: v.Revision, PushVersion: v.PushVersion, ObservedAt: v.ObservedAt.UTC(), Proxies: []Proxy{}}
+		is := Istiod{Name: v.Istiod, Revision: v.Revision, PushVersion: v.PushVersion, ObservedAt: v.ObservedAt.UTC(), Proxies: []Proxy{}, Signals: v.Signals}
 		for _, p := range v.Proxies {
 			px := Proxy{ID: p.ID, Types: map[string]string{}}
 			for _, t := range p.Types {

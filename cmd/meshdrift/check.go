@@ -86,6 +86,17 @@ func snapshotProblems(s reconcile.Snapshot) []string {
 			}
 		}
 	}
+	for _, v := range s.Istiods {
+		if v.Signals == nil {
+			continue
+		}
+		for _, rc := range v.Signals.RejectedConfigs {
+			out = append(out, fmt.Sprintf("istiod %s rejected %s %s (%g times)", v.Istiod, rc.Type, rc.Name, rc.Count))
+		}
+		for name, n := range v.Signals.PushErrors {
+			out = append(out, fmt.Sprintf("istiod %s: %g failed pushes (%s)", v.Istiod, n, name))
+		}
+	}
 	for _, r := range s.Propagation {
 		switch r.State {
 		case reconcile.PropagationNACKed, reconcile.PropagationStale, reconcile.PropagationNotPushed:
