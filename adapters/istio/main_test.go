@@ -31,33 +31,21 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run()) // unit tests only
 	}
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := testbed.NewLogDir("meshdrift-istio-")
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
+			LogPrefix: "meshdrift-istio-",
+			Istiods: []testbed.IstiodOptions{
+				{Name: "istiod-a", Revision: "default"},
+				{Name: "istiod-b", Revision: "canary"},
+			},
+		})
+		teardown := func() { _ = b.Stop() }
 		if err != nil {
-			return nil, err
-		}
-		ctx := context.Background()
-		var stops []func() error
-		teardown := func() {
-			for i := len(stops) - 1; i >= 0; i-- {
-				_ = stops[i]()
-			}
-		}
-		bed.assets = a
-		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
 			return teardown, err
 		}
-		stops = append(stops, bed.kube.Stop)
-		if bed.client, err = kubernetes.NewForConfig(bed.kube.Config); err != nil {
+		if bed.client, err = kubernetes.NewForConfig(b.Kube.Config); err != nil {
 			return teardown, err
 		}
-		if bed.istiodA, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-a", Revision: "default"}); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.istiodA.Stop)
-		if bed.istiodB, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-b", Revision: "canary"}); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.istiodB.Stop)
+		bed.assets, bed.kube, bed.istiodA, bed.istiodB = a, b.Kube, b.Istiods[0], b.Istiods[1]
 		bed.started = true
 		return teardown, nil
 	}))

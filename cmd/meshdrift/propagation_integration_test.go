@@ -28,30 +28,16 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := testbed.NewLogDir("meshdrift-cmd-")
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
+			LogPrefix: "meshdrift-cmd-",
+			Istiods:   []testbed.IstiodOptions{{Name: "istiod-shared"}},
+			Flux:      true,
+		})
+		teardown := func() { _ = b.Stop() }
 		if err != nil {
-			return nil, err
-		}
-		var stops []func() error
-		teardown := func() {
-			for i := len(stops) - 1; i >= 0; i-- {
-				_ = stops[i]()
-			}
-		}
-		ctx := context.Background()
-		bed.assets = a
-		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
 			return teardown, err
 		}
-		stops = append(stops, bed.kube.Stop)
-		if bed.istiod, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-shared"}); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.istiod.Stop)
-		if bed.flux, err = testbed.StartFlux(ctx, a, bed.kube); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.flux.Stop)
+		bed.assets, bed.kube, bed.istiod, bed.flux = a, b.Kube, b.Istiods[0], b.Flux
 		bed.started = true
 		return teardown, nil
 	}))

@@ -41,34 +41,16 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := testbed.NewLogDir("meshdrift-testbed-")
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
+			LogPrefix: "meshdrift-testbed-",
+			Istiods:   []testbed.IstiodOptions{{Name: "istiod-bed"}},
+			Flux:      true, Alertmanager: true,
+		})
+		teardown := func() { _ = b.Stop() }
 		if err != nil {
-			return nil, err
-		}
-		ctx := context.Background()
-		var stops []func() error
-		teardown := func() {
-			for i := len(stops) - 1; i >= 0; i-- {
-				_ = stops[i]()
-			}
-		}
-		bed.assets = a
-		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
 			return teardown, err
 		}
-		stops = append(stops, bed.kube.Stop)
-		if bed.istiod, err = testbed.StartIstiod(ctx, a, bed.kube, testbed.IstiodOptions{Name: "istiod-bed"}); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.istiod.Stop)
-		if bed.flux, err = testbed.StartFlux(ctx, a, bed.kube); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.flux.Stop)
-		if bed.am, err = testbed.StartAlertmanager(ctx, logDir, ""); err != nil {
-			return teardown, err
-		}
-		stops = append(stops, bed.am.Stop)
+		bed.assets, bed.kube, bed.istiod, bed.flux, bed.am = a, b.Kube, b.Istiods[0], b.Flux, b.Alertmanager
 		bed.started = true
 		return teardown, nil
 	}))
