@@ -54,7 +54,8 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 demo: testbed build ## Bring up the local bed with a sample mesh and run meshdrift serve on it.
-	$(GO) run ./hack/demo --meshdrift=bin/meshdrift
+	$(GO) build -o bin/meshdrift-demo ./hack/demo
+	bin/meshdrift-demo --meshdrift=bin/meshdrift
 
 e2e: testbed build
 	MESHDRIFT_REQUIRE_TESTBED=1 MESHDRIFT_BINARY=$(CURDIR)/bin/meshdrift $(GO) test -count=1 -p 1 ./hack/demo/...

@@ -82,7 +82,7 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	if cfg.Flux.Enabled {
 		errs = append(errs, a.wireFlux(dyn, disc))
 	}
-	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, store, store, reg, log.With("adapter", "mesh"))
+	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, store, store, reg, log)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -118,7 +118,8 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 func (a *app) wireArgoCD(dyn dynamic.Interface, disc discovery.DiscoveryInterface) error {
-	log := a.log.With("adapter", "argocd")
+	// The watchers label their own log lines with the adapter.
+	log := a.log
 	if s := a.cfg.ArgoCD.APIServer; s != nil {
 		client, err := argocd.NewAPIServerClient(argocd.APIServerConfig{
 			URL: s.URL, TokenFile: s.TokenFile, CAFile: s.CAFile, ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify,
@@ -142,8 +143,7 @@ func (a *app) wireArgoCD(dyn dynamic.Interface, disc discovery.DiscoveryInterfac
 }
 
 func (a *app) wireFlux(dyn dynamic.Interface, disc discovery.DiscoveryInterface) error {
-	log := a.log.With("adapter", "flux")
-	w, err := flux.New(flux.WatcherConfig{}, dyn, disc, a.store, a.store, a.registry, log)
+	w, err := flux.New(flux.WatcherConfig{}, dyn, disc, a.store, a.store, a.registry, a.log)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (a *app) wireFlux(dyn dynamic.Interface, disc discovery.DiscoveryInterface)
 		}
 		key = []byte(strings.TrimSpace(string(b)))
 	}
-	recv, err := flux.NewReceiver(flux.ReceiverConfig{HMACKey: key, MaxBodyBytes: r.MaxBodyBytes}, w, a.registry, log)
+	recv, err := flux.NewReceiver(flux.ReceiverConfig{HMACKey: key, MaxBodyBytes: r.MaxBodyBytes}, w, a.registry, a.log.With("adapter", "flux"))
 	if err != nil {
 		return err
 	}
