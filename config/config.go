@@ -74,6 +74,9 @@ type IstioConfig struct {
 	// Addresses, when set, are used instead of pod discovery (host:port of the xDS or
 	// monitoring port, per Transport).
 	Addresses []string `json:"addresses,omitempty"`
+	// MonitoringAddresses are the same istiods' monitoring ports (15014), in the same
+	// order, for istiod's own metrics (rejected configs, conflicts); optional.
+	MonitoringAddresses []string `json:"monitoringAddresses,omitempty"`
 	// Transport: "xds-tls" (15012, Istio root CA + istio-ca token), "xds-plaintext" (15010)
 	// or "http" (15014 /debug/syncz with a bearer token).
 	Transport    string   `json:"transport"`
@@ -176,6 +179,14 @@ func (c Config) Validate() error {
 		for _, a := range i.Addresses {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				errs = append(errs, fmt.Errorf("istio.addresses %q: %w", a, err))
+			}
+		}
+		if n := len(i.MonitoringAddresses); n > 0 && n != len(i.Addresses) {
+			errs = append(errs, fmt.Errorf("istio.monitoringAddresses: %d given for %d addresses; give one per address, in the same order", n, len(i.Addresses)))
+		}
+		for _, a := range i.MonitoringAddresses {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("istio.monitoringAddresses %q: %w", a, err))
 			}
 		}
 		if i.PollInterval.D() < time.Second {

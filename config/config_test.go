@@ -11,11 +11,12 @@ import (
 // Every bad file is paired with the error it must produce.
 func TestBadConfigs(t *testing.T) {
 	cases := map[string]string{
-		"unknown-field.bad.yml":   `unknown field "listenAdress"`,
-		"bad-transport.bad.yml":   `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
-		"bad-duration.bad.yml":    `duration 10: must be a string such as "30s"`,
-		"argocd-no-token.bad.yml": "argocd.apiServer.tokenFile is required",
-		"short-poll.bad.yml":      "istio.pollInterval 100ms: must be at least 1s",
+		"unknown-field.bad.yml":    `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":    `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":     `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
+		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {

@@ -24,10 +24,11 @@ flux:
 istio:
   transport: xds-plaintext
   addresses: [%s]
+  monitoringAddresses: [%s]
   pollInterval: 1s
 reconcile:
   staleGrace: 5s
-`, bed.kube.Kubeconfig, istiod.GRPCAddr)
+`, bed.kube.Kubeconfig, istiod.GRPCAddr, istiod.MonitoringAddr)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

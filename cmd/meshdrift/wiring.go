@@ -175,8 +175,12 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 	var err error
 	if len(c.Addresses) > 0 {
 		ts := make([]istio.Target, 0, len(c.Addresses))
-		for _, addr := range c.Addresses {
-			ts = append(ts, istio.Target{Addr: addr})
+		for i, addr := range c.Addresses {
+			t := istio.Target{Addr: addr}
+			if i < len(c.MonitoringAddresses) {
+				t.MonitoringAddr = c.MonitoringAddresses[i]
+			}
+			ts = append(ts, t)
 		}
 		targets, err = istio.StaticTargets(ts)
 	} else {

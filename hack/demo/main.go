@@ -110,8 +110,9 @@ server:
 istio:
   transport: xds-plaintext
   addresses: [%s]
+  monitoringAddresses: [%s]
   pollInterval: 2s
 reconcile:
   staleGrace: 30s
-`, env.kube.Kubeconfig, listen, env.istiod.GRPCAddr)
+`, env.kube.Kubeconfig, listen, env.istiod.GRPCAddr, env.istiod.MonitoringAddr)
 }
