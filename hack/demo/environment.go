@@ -26,9 +26,13 @@ func (e *environment) stop(log *slog.Logger) {
 	for _, p := range e.proxies {
 		_ = p.Close()
 	}
-	for name, stop := range map[string]func() error{"flux": e.fluxStop, "istiod": e.istiodStop} {
-		if err := stop(); err != nil {
-			log.Warn("stopping", "part", name, "err", err)
+	// Reverse start order: Flux, then istiod, then the API server they talk to.
+	for _, part := range []struct {
+		name string
+		stop func() error
+	}{{"flux", e.fluxStop}, {"istiod", e.istiodStop}} {
+		if err := part.stop(); err != nil {
+			log.Warn("stopping", "part", part.name, "err", err)
 		}
 	}
 	if e.kube != nil {
