@@ -1,6 +1,9 @@
 package reconcile
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SyncState is the state of one xDS type on one proxy, as istiod derives it.
 type SyncState string
@@ -43,4 +46,23 @@ type ProxyStatus struct {
 	Revision            string
 	ControlPlaneVersion string
 	Types               []XDSStatus
+}
+
+// shortTypes names the common xDS types the way istioctl proxy-status does.
+var shortTypes = map[string]string{
+	"type.googleapis.com/envoy.config.cluster.v3.Cluster":                "CDS",
+	"type.googleapis.com/envoy.config.listener.v3.Listener":              "LDS",
+	"type.googleapis.com/envoy.config.route.v3.RouteConfiguration":       "RDS",
+	"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "EDS",
+	"type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig":      "ECDS",
+	"type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig":                "PCDS",
+}
+
+// ShortType is istioctl's column name for an xDS type URL (CDS, LDS, ...), or the URL's
+// last element for other types.
+func ShortType(typeURL string) string {
+	if s, ok := shortTypes[typeURL]; ok {
+		return s
+	}
+	return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
 }

@@ -55,3 +55,16 @@ func TestStoreSourceStatusDedupes(t *testing.T) {
 		t.Fatalf("sources = %+v", snap.Sources)
 	}
 }
+
+func TestShortType(t *testing.T) {
+	for url, want := range map[string]string{
+		"type.googleapis.com/envoy.config.route.v3.RouteConfiguration":         "RDS",
+		"type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig":                  "PCDS",
+		"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": "Secret",
+		"": "",
+	} {
+		if got := ShortType(url); got != want {
+			t.Errorf("ShortType(%q) = %q, want %q", url, got, want)
+		}
+	}
+}

@@ -122,7 +122,7 @@ func Build(s reconcile.Snapshot, now time.Time) Status {
 		for _, p := range v.Proxies {
 			px := Proxy{ID: p.ID, Types: map[string]string{}}
 			for _, t := range p.Types {
-				px.Types[shortType(t.TypeURL)] = string(t.State)
+				px.Types[reconcile.ShortType(t.TypeURL)] = string(t.State)
 				if t.Error != "" {
 					px.Error = t.Error
 				}
@@ -132,23 +132,4 @@ func Build(s reconcile.Snapshot, now time.Time) Status {
 		st.Istiods = append(st.Istiods, is)
 	}
 	return st
-}
-
-// shortType names the common xDS types the way istioctl does.
-func shortType(url string) string {
-	switch url {
-	case "type.googleapis.com/envoy.config.cluster.v3.Cluster":
-		return "CDS"
-	case "type.googleapis.com/envoy.config.listener.v3.Listener":
-		return "LDS"
-	case "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
-		return "RDS"
-	case "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":
-		return "EDS"
-	case "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig":
-		return "ECDS"
-	case "type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig":
-		return "PCDS"
-	}
-	return url
 }

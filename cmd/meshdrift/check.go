@@ -81,7 +81,7 @@ func snapshotProblems(s reconcile.Snapshot) []string {
 		for _, p := range v.Proxies {
 			for _, t := range p.Types {
 				if t.State == reconcile.StateError {
-					out = append(out, fmt.Sprintf("proxy %s (istiod %s) rejects %s: %s", p.ID, v.Istiod, shortType(t.TypeURL), t.Error))
+					out = append(out, fmt.Sprintf("proxy %s (istiod %s) rejects %s: %s", p.ID, v.Istiod, reconcile.ShortType(t.TypeURL), t.Error))
 				}
 			}
 		}
@@ -127,7 +127,7 @@ func printSnapshot(w io.Writer, s reconcile.Snapshot) {
 			states := map[string]string{}
 			errText := ""
 			for _, t := range p.Types {
-				states[shortType(t.TypeURL)] = string(t.State)
+				states[reconcile.ShortType(t.TypeURL)] = string(t.State)
 				if t.Error != "" {
 					errText = t.Error
 				}
@@ -148,20 +148,6 @@ func printSnapshot(w io.Writer, s reconcile.Snapshot) {
 		fmt.Fprintln(tw, r.Summary())
 	}
 	_ = tw.Flush()
-}
-
-var shortTypes = map[string]string{
-	"type.googleapis.com/envoy.config.cluster.v3.Cluster":                "CDS",
-	"type.googleapis.com/envoy.config.listener.v3.Listener":              "LDS",
-	"type.googleapis.com/envoy.config.route.v3.RouteConfiguration":       "RDS",
-	"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "EDS",
-}
-
-func shortType(url string) string {
-	if s, ok := shortTypes[url]; ok {
-		return s
-	}
-	return url[strings.LastIndexByte(url, '.')+1:]
 }
 
 // short trims a "main@sha1:<40 hex>" or bare SHA revision for a table.

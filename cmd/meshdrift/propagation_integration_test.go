@@ -276,7 +276,7 @@ func TestPropagationTwoReplicasMerged(t *testing.T) {
 			t.Logf("istiod %s version %s observed %s", v.Istiod, v.PushVersion, v.ObservedAt.Format(time.RFC3339Nano))
 			for _, px := range v.Proxies {
 				for _, ty := range px.Types {
-					t.Logf("  %s %s %s sent %s", px.ID, shortType(ty.TypeURL), ty.State, ty.SentAt.Format(time.RFC3339Nano))
+					t.Logf("  %s %s %s sent %s", px.ID, reconcile.ShortType(ty.TypeURL), ty.State, ty.SentAt.Format(time.RFC3339Nano))
 				}
 			}
 		}
