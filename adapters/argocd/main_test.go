@@ -1,6 +1,7 @@
 package argocd
 
 import (
+	"context"
 	"os"
 	"testing"
 
@@ -16,19 +17,12 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := testbed.NewLogDir("meshdrift-argocd-")
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-argocd-"})
+		teardown := func() { _ = b.Stop() }
 		if err != nil {
-			return nil, err
-		}
-		teardown := func() {
-			if bed.kube != nil {
-				_ = bed.kube.Stop()
-			}
-		}
-		bed.assets = a
-		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
 			return teardown, err
 		}
+		bed.assets, bed.kube = a, b.Kube
 		bed.started = true
 		return teardown, nil
 	}))

@@ -2,7 +2,6 @@ package istio
 
 import (
 	"context"
-	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -26,10 +25,6 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run()) // unit tests only
-	}
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
 		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
 			LogPrefix: "meshdrift-istio-",

@@ -3,7 +3,6 @@ package mesh_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,32 +35,16 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	// The fuzz target needs no API server, and every fuzz worker process runs TestMain.
-	if flagSet("test.fuzz") || flagSet("test.fuzzworker") {
-		os.Exit(m.Run())
-	}
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		logDir, err := testbed.NewLogDir("meshdrift-mesh-")
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-mesh-"})
+		teardown := func() { _ = b.Stop() }
 		if err != nil {
-			return nil, err
-		}
-		teardown := func() {
-			if bed.kube != nil {
-				_ = bed.kube.Stop()
-			}
-		}
-		if bed.kube, err = testbed.StartKube(a, logDir); err != nil {
 			return teardown, err
 		}
+		bed.kube = b.Kube
 		bed.started = true
 		return teardown, nil
 	}))
-}
-
-func flagSet(name string) bool {
-	f := flag.Lookup(name)
-	return f != nil && f.Value.String() != "" && f.Value.String() != "false"
 }
 
 // maxDelay is how long a change may take from the API server's answer to the write until

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Environment variables that locate and require the test bed.
@@ -74,15 +77,18 @@ func Required() bool { return os.Getenv(EnvRequire) == "1" }
 // the assets are present; when they are not, tests run without it (each integration test
 // calls Need and skips) unless the bed is required, which fails the package at once.
 //
-// Under -short (make unit) and in fuzz worker processes nothing is started: integration
-// tests skip there, and make integration runs them.
+// Under -short (make unit) and in fuzz runs (the coordinator and every worker process run
+// TestMain) nothing is started: integration tests skip there, and make integration runs them.
 func Main(m *testing.M, setup func(Assets) (teardown func(), err error)) int {
 	if !flag.Parsed() {
 		flag.Parse()
 	}
-	if testing.Short() || fuzzWorker() {
+	if testing.Short() || fuzzing() {
 		return m.Run()
 	}
+	// envtest logs through controller-runtime, which prints a stack trace when nothing set
+	// its logger; the bed's programs have log files of their own.
+	ctrllog.SetLogger(logr.Discard())
 	assets, err := LoadAssets()
 	if err != nil {
 		if Required() {
@@ -138,11 +144,15 @@ func finishLogDirs(failed bool) {
 	logDirs.dirs = nil
 }
 
-// fuzzWorker reports whether this process is a fuzzing worker, which must not start a
-// bed of its own.
-func fuzzWorker() bool {
-	f := flag.Lookup("test.fuzzworker")
-	return f != nil && f.Value.String() == "true"
+// fuzzing reports whether this process runs a fuzz target, as the coordinator or as one
+// of its workers; neither needs a bed.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // Need skips an integration test whose shared part was not started because the assets are
