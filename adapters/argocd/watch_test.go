@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshdrift/meshdrift/adapters/argocd/appview"
+	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/reconcile"
 )
 
@@ -299,20 +300,7 @@ func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 // runWatcher runs w until the test ends and checks that Run then returns nil.
 func runWatcher(t *testing.T, w *Watcher) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
-	})
+	testbed.RunInBackground(t, w.Run)
 }
 
 func waitSynced(t *testing.T, w *Watcher, timeout time.Duration) {

@@ -82,7 +82,7 @@ type runningWatcher struct {
 	sink    *watchTestSink
 	sources *watchTestSources
 	reg     *prometheus.Registry
-	done    chan struct{}
+	done    <-chan struct{}
 }
 
 // startWatcher runs a Watcher against kube until the test ends and waits for its sync.
@@ -98,27 +98,13 @@ func startWatcher(t *testing.T, kube *testbed.Kube, cfg WatcherConfig) *runningW
 	if err != nil {
 		t.Fatal(err)
 	}
-	rw := &runningWatcher{sink: &watchTestSink{}, sources: &watchTestSources{}, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	rw := &runningWatcher{sink: &watchTestSink{}, sources: &watchTestSources{}, reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rw.Watcher, err = New(cfg, kube.Dynamic, disc, rw.sink, rw.sources, rw.reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer close(rw.done)
-		if err := rw.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-rw.done:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return 10 s after its context ended")
-		}
-	})
+	rw.done = testbed.RunInBackground(t, rw.Run)
 	NewWithT(t).Eventually(rw.HasSynced).WithTimeout(eventuallyTimeout).Should(BeTrue(), "watcher never synced")
 	return rw
 }
