@@ -1,0 +1,76 @@
+// Package findings turns what the store observed (apps, sources, istiod views, propagation
+// of every change) into findings: one coded problem per subject, with a lifecycle from
+// pending to firing to resolved. Sinks in alerting/ deliver them.
+package findings
+
+import (
+	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// Code is a finding's stable code from the catalog, "MD" and four digits (MD0201). A
+// retired code is never reused: codes become alert labels and doc anchors.
+type Code string
+
+// Severity is a finding's default severity, as Alertmanager routes see it.
+type Severity string
+
+const (
+	SeverityCritical Severity = "critical"
+	SeverityWarning  Severity = "warning"
+	SeverityInfo     Severity = "info"
+)
+
+// State is where a finding stands in its lifecycle.
+type State string
+
+const (
+	// StatePending: the problem is seen but has not lasted its code's `for` duration yet.
+	StatePending State = "pending"
+	// StateFiring: the problem has lasted; sinks deliver it.
+	StateFiring State = "firing"
+	// StateResolved: the problem is gone (never because its source went dark).
+	StateResolved State = "resolved"
+)
+
+// Subject is what a finding is about. Fields that do not apply stay empty; two findings
+// with the same code and subject are one finding.
+type Subject struct {
+	// Object is the mesh object (or other Kubernetes object) concerned, if one.
+	Object reconcile.ObjectRef
+	// App and Revision are the GitOps app and the Git revision concerned, if any.
+	App      reconcile.AppKey
+	Revision string
+	// Istiod and Proxy name an istiod instance and one of its proxies ("<pod>.<ns>").
+	Istiod string
+	Proxy  string
+	// Source names a source (e.g. "argocd", "istiod/istiod-0") for source findings.
+	Source string
+}
+
+// Finding is one problem. It is a plain comparable value so that sinks and tests can
+// compare findings directly.
+type Finding struct {
+	// ID is stable for a (code, subject): a restarted meshdrift derives the same ID.
+	ID       string
+	Code     Code
+	Name     string
+	Severity Severity
+	State    State
+	Subject  Subject
+	// Summary is one line for people (alert summary, Event note); Description says more.
+	Summary     string
+	Description string
+	// Evidence is what proves it, as the source said it: the proxy's NACK text, the app's
+	// message. It comes from the cluster and must be escaped wherever it is shown.
+	Evidence string
+	// StartsAt is when the problem began according to the evidence's own time (the
+	// change's observation, the app's condition), so that it survives a restart.
+	StartsAt time.Time
+	// FirstSeen and LastSeen are when this meshdrift first and last saw the problem.
+	FirstSeen time.Time
+	LastSeen  time.Time
+	// ResolvedAt is set once the finding is resolved.
+	ResolvedAt time.Time
+}
