@@ -56,13 +56,26 @@ type FluxConfig struct {
 	Receiver FluxReceiverConfig `json:"receiver"`
 }
 
-// FluxReceiverConfig is the endpoint notification-controller's generic(-hmac) Provider posts to.
+// FluxReceiverConfig is the endpoint notification-controller's generic-hmac Provider posts
+// to. Each event makes meshdrift re-read that app at once; without the receiver the watch
+// still sees every change, only not as soon. It fails closed: enabled, it needs the
+// Provider's token in HMACKeyFile, or InsecureNoAuth to accept unsigned events.
 type FluxReceiverConfig struct {
+	// Enabled is false by default: the receiver cannot work without the Provider's token,
+	// and an optional speed-up should not keep meshdrift from starting.
 	Enabled bool   `json:"enabled"`
 	Path    string `json:"path"`
-	// HMACKeyFile holds the Provider Secret's token; when set every request must be signed.
-	HMACKeyFile  string `json:"hmacKeyFile,omitempty"`
-	MaxBodyBytes int64  `json:"maxBodyBytes"`
+	// HMACKeyFile holds the Provider Secret's token (its key "token"), e.g. a mounted
+	// Secret; every request must be signed with it. Surrounding white space is removed;
+	// an empty file is an error.
+	HMACKeyFile string `json:"hmacKeyFile,omitempty"`
+	// InsecureNoAuth accepts unsigned events (Provider type generic): anyone who reaches
+	// the endpoint can then trigger re-reads. It must be set explicitly and excludes
+	// HMACKeyFile.
+	InsecureNoAuth bool `json:"insecureNoAuth,omitempty"`
+	// AllowSHA1 accepts "sha1=" signatures; notification-controller signs with sha256.
+	AllowSHA1    bool  `json:"allowSHA1,omitempty"`
+	MaxBodyBytes int64 `json:"maxBodyBytes"`
 }
 
 // IstioConfig locates istiod and says how to read its per-proxy state.
@@ -104,7 +117,7 @@ func Default() Config {
 		Server: ServerConfig{ListenAddress: ":9090"},
 		ArgoCD: ArgoCDConfig{Enabled: true},
 		Flux: FluxConfig{Enabled: true, Receiver: FluxReceiverConfig{
-			Enabled: true, Path: "/flux/events", MaxBodyBytes: 1 << 20,
+			Enabled: false, Path: "/flux/events", MaxBodyBytes: 1 << 20,
 		}},
 		Istio: IstioConfig{
 			Enabled: true, Namespace: "istio-system", Selector: "app=istiod",
@@ -165,6 +178,14 @@ func (c Config) Validate() error {
 		}
 		if r.MaxBodyBytes < 1 || r.MaxBodyBytes > 64<<20 {
 			errs = append(errs, fmt.Errorf("flux.receiver.maxBodyBytes %d: must be between 1 and 64 MiB", r.MaxBodyBytes))
+		}
+		switch {
+		case r.HMACKeyFile == "" && !r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver.hmacKeyFile is required when the receiver is enabled (the generic-hmac Provider's token); to accept unsigned events set flux.receiver.insecureNoAuth: true"))
+		case r.HMACKeyFile != "" && r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one"))
+		case r.AllowSHA1 && r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked"))
 		}
 	}
 	if i := c.Istio; i.Enabled {

@@ -17,6 +17,10 @@ func TestBadConfigs(t *testing.T) {
 		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
 		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
 		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"flux-receiver-no-key.bad.yml": "flux.receiver.hmacKeyFile is required when the receiver is enabled (the generic-hmac Provider's token); " +
+			"to accept unsigned events set flux.receiver.insecureNoAuth: true",
+		"flux-receiver-key-and-no-auth.bad.yml": "flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one",
+		"flux-receiver-sha1-no-auth.bad.yml":    "flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -72,5 +76,25 @@ func TestEmptyFileIsDefault(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The receiver is off unless asked for: it needs the Provider's token, and a default that
+// refuses to start would be worse than one that reacts at watch speed.
+func TestFluxReceiverDefaults(t *testing.T) {
+	d := Default()
+	if d.Flux.Receiver.Enabled || d.Flux.Receiver.InsecureNoAuth || d.Flux.Receiver.AllowSHA1 {
+		t.Errorf("default receiver = %+v, want disabled, authenticated, sha1 refused", d.Flux.Receiver)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+	cfg, err := Parse([]byte("flux:\n  receiver:\n    enabled: true\n    insecureNoAuth: true\n"))
+	if err != nil || !cfg.Flux.Receiver.InsecureNoAuth {
+		t.Errorf("explicit insecureNoAuth: %+v, %v", cfg.Flux.Receiver, err)
+	}
+	// Disabled, a receiver without a key is no problem.
+	if _, err := Parse([]byte("flux:\n  receiver:\n    enabled: false\n")); err != nil {
+		t.Errorf("disabled receiver: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -152,19 +151,27 @@ func (a *app) wireFlux(dyn dynamic.Interface, disc discovery.DiscoveryInterface)
 	if !r.Enabled {
 		return nil
 	}
-	var key []byte
+	// Fail closed: config validation already demands a key file or insecureNoAuth, and
+	// LoadHMACKey and NewReceiver refuse an empty key again, whatever built the config.
+	rc := flux.ReceiverConfig{InsecureNoAuth: r.InsecureNoAuth, AllowSHA1: r.AllowSHA1, MaxBodyBytes: r.MaxBodyBytes}
 	if r.HMACKeyFile != "" {
-		b, err := os.ReadFile(r.HMACKeyFile)
+		key, err := flux.LoadHMACKey(r.HMACKeyFile)
 		if err != nil {
-			return fmt.Errorf("flux receiver: reading the HMAC key: %w", err)
+			return err
 		}
-		key = []byte(strings.TrimSpace(string(b)))
+		rc.HMACKey = key
 	}
-	recv, err := flux.NewReceiver(flux.ReceiverConfig{HMACKey: key, MaxBodyBytes: r.MaxBodyBytes}, w, a.registry, a.log.With("adapter", "flux"))
+	log := a.log.With("adapter", "flux")
+	recv, err := flux.NewReceiver(rc, w, a.registry, log)
 	if err != nil {
 		return err
 	}
 	a.mux.Handle(r.Path, recv)
+	if r.InsecureNoAuth {
+		log.Warn("flux receiver accepts unsigned events: anyone who reaches it can trigger re-reads", "path", r.Path, "receiver", rc)
+	} else {
+		log.Info("flux receiver enabled", "path", r.Path, "receiver", rc)
+	}
 	return nil
 }
 
