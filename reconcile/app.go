@@ -97,6 +97,11 @@ type App struct {
 	ObservedAt time.Time
 }
 
+// Owns reports whether the app manages the changed object, by the rule the store's
+// per-app roll-up uses: the app lists the object, or the object's tracking label or
+// annotation names the app.
+func (a App) Owns(c MeshChange) bool { return ownedBy(c, a) }
+
 // AppSink receives app observations from an adapter. Adapters call it from their watch
 // handlers; implementations must be safe for concurrent use and must not block for long.
 type AppSink interface {

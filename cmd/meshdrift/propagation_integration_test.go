@@ -344,10 +344,15 @@ func TestPropagationPerFluxRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := reconcile.AppKey{Source: reconcile.SourceFlux, Kind: "Kustomization", Namespace: ns, Name: "payments"}
+	match, err := newRevisionMatcher(revision, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &waiter{key: key, match: match, start: time.Now()}
 	deadline := time.Now().Add(30 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
-		state, msg := waitState(a.store.Snapshot(), key, revision)
+		state, msg := w.state(a.store.Snapshot(), time.Now())
 		last = msg
 		if state == reconcile.PropagationPropagated {
 			if !strings.Contains(msg, revision) || !strings.Contains(msg, "proxies ACKed") {
