@@ -85,7 +85,7 @@ spec:
 func transportsOf(i *testbed.Istiod) map[Transport]Target {
 	return map[Transport]Target{
 		TransportXDSTLS: {Name: i.Name, Revision: i.Revision, Addr: i.SecureGRPCAddr, MonitoringAddr: i.MonitoringAddr},
-		TransportHTTP:         {Name: i.Name, Revision: i.Revision, Addr: i.MonitoringAddr, MonitoringAddr: i.MonitoringAddr},
+		TransportHTTP:   {Name: i.Name, Revision: i.Revision, Addr: i.MonitoringAddr, MonitoringAddr: i.MonitoringAddr},
 	}
 }
 

@@ -16,12 +16,12 @@ const demoNamespace = "bookinfo"
 
 // environment is the demo's running bed and sample mesh.
 type environment struct {
-	kube    *testbed.Kube
-	istiod  *testbed.Istiod
-	flux    *testbed.Flux
+	kube   *testbed.Kube
+	istiod *testbed.Istiod
+	flux   *testbed.Flux
 	// tokenFile is meshdrift's istio-ca token, from meshdrift-system as when deployed.
 	tokenFile string
-	proxies []*xdsproxy.Proxy
+	proxies   []*xdsproxy.Proxy
 }
 
 func (e *environment) stop(log *slog.Logger) {
