@@ -331,3 +331,29 @@ func TestWaitUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRevisionMatcher: revisions come from the cluster and flags. Nothing panics, a
+// revision accepted as --revision matches itself, and a matcher never matches more than
+// the SHA part it was given.
+func FuzzRevisionMatcher(f *testing.F) {
+	for _, s := range []string{"", "abc", sha40, sha64, "main@sha1:" + sha40, "latest@sha256:" + sha64, "sha1:" + sha40,
+		"6.7.1", sha40 + ",6.7.1", "a@b@sha1:" + sha40, "main@sha1:", "@", ",", "sha1:" + strings.ToUpper(sha40)} {
+		f.Add(s, sha40[:7])
+	}
+	f.Fuzz(func(t *testing.T, rev, prefix string) {
+		sha := revisionSHA(rev)
+		if sha != "" && (!isHex(sha) || strings.ToLower(sha) != sha || (len(sha) != 40 && len(sha) != 64)) {
+			t.Fatalf("revisionSHA(%q) = %q", rev, sha)
+		}
+		if m, err := newRevisionMatcher(rev, ""); err == nil && rev != "" && !m.matches(rev) {
+			t.Fatalf("--revision %q does not match itself", rev)
+		}
+		m, err := newRevisionMatcher("", prefix)
+		if err != nil || prefix == "" {
+			return
+		}
+		if got, want := m.matches(rev), sha != "" && strings.HasPrefix(sha, strings.ToLower(prefix)); got != want && !strings.Contains(rev, ",") {
+			t.Fatalf("--revision-prefix %q on %q: %t, want %t", prefix, rev, got, want)
+		}
+	})
+}
