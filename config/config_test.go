@@ -17,6 +17,7 @@ func TestBadConfigs(t *testing.T) {
 		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
 		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
 		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"token-over-xds.bad.yml":   "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -72,5 +73,19 @@ func TestEmptyFileIsDefault(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The istio-ca token goes in clear text to a non-loopback istiod only when the file says so.
+func TestAllowInsecureTokenOverHTTP(t *testing.T) {
+	if Default().Istio.AllowInsecureTokenOverHTTP {
+		t.Fatal("allowed by default")
+	}
+	cfg, err := Parse([]byte("istio: {transport: http, allowInsecureTokenOverHTTP: true}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Istio.AllowInsecureTokenOverHTTP {
+		t.Error("not set")
 	}
 }
