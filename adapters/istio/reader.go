@@ -502,7 +502,9 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 	}
 	timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded)
 	r.metrics.observeRead(err, timedOut, elapsed)
-	r.reportRestriction(c, check)
+	if err == nil || check.restriction != nil {
+		r.reportRestriction(c, check) // an unreachable istiod says nothing about it
+	}
 	if err != nil {
 		if timedOut {
 			err = fmt.Errorf("no answer within %s: %w", r.cfg.ReadTimeout, err)
