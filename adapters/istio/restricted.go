@@ -1,9 +1,11 @@
 package istio
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -105,17 +107,58 @@ func (r *Reader) readChecked(ctx, rctx context.Context, c *targetClient) (string
 	}
 }
 
-// connectedGauge reads istiod's pilot_xds gauge by version. The page read is kept as
-// the target's signals, so that they need no read of their own.
+// connectedGauge reads istiod's pilot_xds gauge by version, within the read timeout.
 func (r *Reader) connectedGauge(ctx context.Context, c *targetClient) (map[string]float64, error) {
-	sig, err := r.ReadSignals(ctx, c.target)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
+	defer cancel()
+	return FetchConnectedProxies(ctx, r.http, c.target.MonitoringAddr)
+}
+
+// FetchConnectedProxies reads istiod's pilot_xds gauge (xDS clients by Istio version) from
+// its /metrics at addr. Only that family's lines are parsed: the page is read twice per
+// syncz read, and parsing all of it costs far more than the scan.
+func FetchConnectedProxies(ctx context.Context, client *http.Client, addr string) (map[string]float64, error) {
+	body, err := httpGet(ctx, client, "http://"+addr+"/metrics", "text/plain;version=0.0.4", "")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("istiod metrics: %w", err)
 	}
-	now := r.now()
-	out := ToSignals(sig, now)
-	c.signals, c.signalsAt = &out, now
-	return sig.ConnectedProxies, nil
+	defer body.Close()
+	page, err := io.ReadAll(io.LimitReader(body, MaxMetricsBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("istiod metrics from %s: %w", addr, err)
+	}
+	if len(page) > MaxMetricsBytes {
+		return nil, fmt.Errorf("istiod metrics from %s: exceed %d bytes: %w", addr, MaxMetricsBytes, ErrMetricsTooLarge)
+	}
+	var family bytes.Buffer
+	for line := range bytes.Lines(page) {
+		if isPilotXDSLine(line) {
+			family.Write(line)
+		}
+	}
+	s, err := ParseIstiodMetrics(&family)
+	if err != nil {
+		return nil, fmt.Errorf("istiod metrics from %s: %w", addr, err)
+	}
+	// istiod shows pilot_xds once a client has connected; before that, pilot_info says the
+	// page is istiod's and nothing is connected.
+	if family.Len() == 0 && !bytes.Contains(append([]byte("\n"), page...), []byte("\n# TYPE pilot_info ")) {
+		return nil, fmt.Errorf("istiod metrics from %s: neither pilot_xds nor pilot_info: not istiod's metrics", addr)
+	}
+	return s.ConnectedProxies, nil
+}
+
+// isPilotXDSLine says whether a line of the text format belongs to the pilot_xds family
+// (its samples, HELP and TYPE), not to pilot_xds_pushes and the like.
+func isPilotXDSLine(line []byte) bool {
+	for _, prefix := range []string{"# HELP ", "# TYPE "} {
+		if rest, ok := bytes.CutPrefix(line, []byte(prefix)); ok {
+			line = rest
+			break
+		}
+	}
+	rest, ok := bytes.CutPrefix(line, []byte("pilot_xds"))
+	return ok && len(rest) > 0 && (rest[0] == '{' || rest[0] == ' ')
 }
 
 // callerNamespace is the namespace istiod sees meshdrift in: its token's, else the

@@ -352,3 +352,55 @@ func TestHTTPTokenOnlyToLoopback(t *testing.T) {
 		})
 	}
 }
+
+func TestFetchConnectedProxies(t *testing.T) {
+	page := string(readGolden(t, "metrics.txt"))
+	for _, tt := range []struct {
+		name, page, want, wantErr string
+	}{
+		{"istiod's page", page, "map[:0 1.31.0:3 65536.65536.65536:0]", ""},
+		{"nothing connected yet", "# TYPE pilot_info gauge\npilot_info{version=\"1.31\"} 1\n", "map[]", ""},
+		{"not istiod's page", "<html>", "", "not istiod's metrics"},
+		{"broken pilot_xds", "# TYPE pilot_xds gauge\npilot_xds{version=\"1\"} x\n", "", "parse metrics"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, tt.page) }))
+			defer srv.Close()
+			got, err := FetchConnectedProxies(context.Background(), srv.Client(), strings.TrimPrefix(srv.URL, "http://"))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != tt.want {
+				t.Fatalf("got %v %v, want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// The count check costs two reads of istiod's /metrics per syncz read: this is the scan
+// and parse of both, on the real istiod's page (the full parse, for the signals, runs
+// every SignalsInterval only).
+func BenchmarkCountCheck(b *testing.B) {
+	page := readGolden(b, "metrics.txt")
+	proxies := parseGoldenHTTP(b, "4-after-disconnect")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(page) }))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	b.SetBytes(int64(2 * len(page)))
+	for b.Loop() {
+		before, err := FetchConnectedProxies(context.Background(), srv.Client(), addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after, err := FetchConnectedProxies(context.Background(), srv.Client(), addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if hidden, _ := hiddenProxies(before, after, proxies); hidden != 0 {
+			b.Fatalf("hidden %d", hidden)
+		}
+	}
+}
