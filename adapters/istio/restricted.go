@@ -130,6 +130,15 @@ func FetchConnectedProxies(ctx context.Context, client *http.Client, addr string
 	if len(page) > MaxMetricsBytes {
 		return nil, fmt.Errorf("istiod metrics from %s: exceed %d bytes: %w", addr, MaxMetricsBytes, ErrMetricsTooLarge)
 	}
+	connected, err := parseConnectedProxies(page)
+	if err != nil {
+		return nil, fmt.Errorf("istiod metrics from %s: %w", addr, err)
+	}
+	return connected, nil
+}
+
+// parseConnectedProxies keeps the pilot_xds family of a /metrics page and parses it.
+func parseConnectedProxies(page []byte) (map[string]float64, error) {
 	var family bytes.Buffer
 	for line := range bytes.Lines(page) {
 		if isPilotXDSLine(line) {
@@ -138,12 +147,13 @@ func FetchConnectedProxies(ctx context.Context, client *http.Client, addr string
 	}
 	s, err := ParseIstiodMetrics(&family)
 	if err != nil {
-		return nil, fmt.Errorf("istiod metrics from %s: %w", addr, err)
+		return nil, err
 	}
 	// istiod shows pilot_xds once a client has connected; before that, pilot_info says the
 	// page is istiod's and nothing is connected.
-	if family.Len() == 0 && !bytes.Contains(append([]byte("\n"), page...), []byte("\n# TYPE pilot_info ")) {
-		return nil, fmt.Errorf("istiod metrics from %s: neither pilot_xds nor pilot_info: not istiod's metrics", addr)
+	const info = "# TYPE pilot_info "
+	if family.Len() == 0 && !bytes.HasPrefix(page, []byte(info)) && !bytes.Contains(page, []byte("\n"+info)) {
+		return nil, errors.New("neither pilot_xds nor pilot_info: not istiod's metrics")
 	}
 	return s.ConnectedProxies, nil
 }

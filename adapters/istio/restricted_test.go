@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -403,4 +404,22 @@ func BenchmarkCountCheck(b *testing.B) {
 			b.Fatalf("hidden %d", hidden)
 		}
 	}
+}
+
+// parseConnectedProxies reads bytes from istiod's monitoring port: it must not panic, and
+// it agrees with the full parse of a page that parses.
+func FuzzParseConnectedProxies(f *testing.F) {
+	f.Add(readGolden(f, "metrics.txt"))
+	f.Add([]byte("# TYPE pilot_info gauge\npilot_info{version=\"1\"} 1\n"))
+	f.Add([]byte("pilot_xds{version=\"1.31.0\"} 3\npilot_xds_pushes{type=\"cds\"} 1\n"))
+	f.Fuzz(func(t *testing.T, page []byte) {
+		got, err := parseConnectedProxies(page)
+		if err != nil {
+			return
+		}
+		full, ferr := ParseIstiodMetrics(bytes.NewReader(page))
+		if ferr == nil && fmt.Sprint(full.ConnectedProxies) != fmt.Sprint(got) {
+			t.Errorf("pilot_xds alone %v, full page %v", got, full.ConnectedProxies)
+		}
+	})
 }
