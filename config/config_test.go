@@ -21,6 +21,7 @@ func TestBadConfigs(t *testing.T) {
 			"to accept unsigned events set flux.receiver.insecureNoAuth: true",
 		"flux-receiver-key-and-no-auth.bad.yml": "flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one",
 		"flux-receiver-sha1-no-auth.bad.yml":    "flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked",
+		"token-over-xds.bad.yml":                "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -96,5 +97,19 @@ func TestFluxReceiverDefaults(t *testing.T) {
 	// Disabled, a receiver without a key is no problem.
 	if _, err := Parse([]byte("flux:\n  receiver:\n    enabled: false\n")); err != nil {
 		t.Errorf("disabled receiver: %v", err)
+	}
+}
+
+// The istio-ca token goes in clear text to a non-loopback istiod only when the file says so.
+func TestAllowInsecureTokenOverHTTP(t *testing.T) {
+	if Default().Istio.AllowInsecureTokenOverHTTP {
+		t.Fatal("allowed by default")
+	}
+	cfg, err := Parse([]byte("istio: {transport: http, allowInsecureTokenOverHTTP: true}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Istio.AllowInsecureTokenOverHTTP {
+		t.Error("not set")
 	}
 }
