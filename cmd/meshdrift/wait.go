@@ -360,6 +360,9 @@ func describeChanges(ps []reconcile.Propagation) string {
 		if len(p.Unreachable) > 0 {
 			fmt.Fprintf(&b, ", istiod unreachable: %s", strings.Join(p.Unreachable, ", "))
 		}
+		if len(p.Restricted) > 0 {
+			fmt.Fprintf(&b, ", istiod shows only part of the mesh: %s", strings.Join(p.Restricted, ", "))
+		}
 	}
 	return b.String()
 }

@@ -264,6 +264,16 @@ func TestWaiterState(t *testing.T) {
 				state: reconcile.PropagationUnknown, msg: "istiod unreachable: istiod-1"}},
 		},
 		{
+			name:     "restricted istiod view: Unknown, never propagated",
+			revision: revB,
+			steps: []step{{at: 20 * time.Second, snap: snap(ptr(app(revB, t0.Add(9*time.Second))), func() reconcile.Propagation {
+				p := change("shop", t0.Add(8*time.Second), reconcile.PropagationUnknown, key)
+				p.Unreachable, p.Restricted = nil, []string{"istiod-2"}
+				return p
+			}()),
+				state: reconcile.PropagationUnknown, msg: "istiod shows only part of the mesh: istiod-2"}},
+		},
+		{
 			name:     "revision moves back: the settle period starts again",
 			revision: revB,
 			steps: []step{
