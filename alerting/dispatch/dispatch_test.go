@@ -363,7 +363,7 @@ func TestFullQueueDropsOldestResolvedFirst(t *testing.T) {
 	m := h.d.sinks[0].m
 
 	h.d.Update([]findings.Finding{firing("a"), firing("b")})
-	next(t, f) // fails; a and b stay queued
+	next(t, f)                                               // fails; a and b stay queued
 	h.d.Update([]findings.Finding{firing("b")})              // a resolved: a(resolved), b
 	h.d.Update([]findings.Finding{firing("b"), firing("c")}) // a(resolved), b, c: full
 	h.d.Update([]findings.Finding{firing("b"), firing("c"), firing("d")})
