@@ -168,4 +168,3 @@ func (c *client) tlsConfig() (*tls.Config, error) {
 	}
 	return tc, nil
 }
-
