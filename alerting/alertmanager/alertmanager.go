@@ -17,8 +17,8 @@
 // alert ends 4× the resend interval ahead (Prometheus's rule: three lost resends do not
 // resolve it), a resolved one at its resolution.
 //
-// HTTP goes through go-retryablehttp with no retries of its own: its policy says whether
-// a failure is worth retrying, the dispatcher decides when. Secrets (basic auth password,
+// HTTP goes through go-retryablehttp with no retries of its own: the dispatcher owns
+// retry, backoff and the queue; Notify only says whether a failure is worth retrying. Secrets (basic auth password,
 // bearer token) and TLS files are read again when they change; they are never logged and
 // never part of an error.
 package alertmanager
@@ -215,9 +215,9 @@ func alertsEndpoint(raw string) (endpoint, name string, err error) {
 // Name implements dispatch.Notifier.
 func (n *Notifier) Name() string { return n.name }
 
-// Notify posts fs as one batch. A connection error, a timeout, 429, 5xx (but 501) and a
-// rejected credential (it may be rotated in its file) are worth retrying; any other answer
-// means these alerts will never be taken.
+// Notify posts fs as one batch. A connection or TLS error, a timeout, 429, 5xx (but 501)
+// and a rejected credential (it may be rotated in its file) are worth retrying; any other
+// answer means these alerts will never be taken.
 func (n *Notifier) Notify(ctx context.Context, fs []findings.Finding) (bool, error) {
 	alerts := postableAlerts(fs, n.opts, n.now())
 	if err := alerts.Validate(strfmt.Default); err != nil {
@@ -243,8 +243,9 @@ func (n *Notifier) Notify(ctx context.Context, fs []findings.Finding) (bool, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		retry, _ := retryablehttp.DefaultRetryPolicy(ctx, nil, err)
-		return retry, fmt.Errorf("%s: posting %d alerts: %w", n.name, len(alerts), err)
+		// Unlike retryablehttp's default policy, a certificate error is retried too: the
+		// fix is a renewed CA bundle or certificate, which is read again on change.
+		return ctx.Err() == nil, fmt.Errorf("%s: posting %d alerts: %w", n.name, len(alerts), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {

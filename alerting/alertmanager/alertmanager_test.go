@@ -2,8 +2,15 @@ package alertmanager
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -250,4 +257,45 @@ func TestNewRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestCAFileIsReadAgainWhenItChanges(t *testing.T) {
+	rec := &recorder{status: http.StatusOK}
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	writeFile(t, ca, otherCA(t))
+	n := one(t, Config{URLs: []string{srv.URL + "/am"}, TLS: TLSConfig{CAFile: ca}})
+
+	retry, err := n.Notify(context.Background(), []findings.Finding{nacked()})
+	if err == nil || !retry || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("wrong CA: retry=%v err=%v, want a retryable certificate error", retry, err)
+	}
+	writeFile(t, ca, certPEM(srv)+"\n") // the renewed bundle (another size: a new stat)
+	if _, err := n.Notify(context.Background(), []findings.Finding{nacked()}); err != nil {
+		t.Fatalf("after the CA file changed: %v", err)
+	}
+}
+
+func certPEM(s *httptest.Server) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}))
+}
+
+// otherCA is a fresh self-signed certificate that signed nothing srv presents.
+func otherCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

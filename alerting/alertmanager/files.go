@@ -131,8 +131,8 @@ func (c *client) current() (*retryablehttp.Client, error) {
 	c.c = &retryablehttp.Client{
 		HTTPClient: &http.Client{Transport: transport, Timeout: c.timeout},
 		Logger:     nil, // errors are returned to the dispatcher, which logs them
-		// No retries here: the dispatcher owns retry, backoff and the queue. The policy
-		// still runs, and the pass-through handler keeps the answer for Notify to judge.
+		// No retries here: the dispatcher owns retry, backoff and the queue. The
+		// pass-through handler hands every answer to Notify to judge.
 		RetryMax:     0,
 		CheckRetry:   retryablehttp.DefaultRetryPolicy,
 		Backoff:      retryablehttp.DefaultBackoff,
