@@ -1,16 +1,20 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
@@ -509,5 +513,45 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// The exposition after a success, a retry and a drop passes the real `promtool check metrics`.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if testbed.Required() {
+			t.Fatalf("promtool not found (make testbed installs Debian's prometheus): %v", err)
+		}
+		t.Skip("promtool not installed")
+	}
+	c := clocktesting.NewFakeClock(t0)
+	f := newFake("alertmanager/am-0.monitoring:9093", c)
+	f.setResult(func(n int, _ []findings.Finding) (bool, error) {
+		if n == 1 {
+			return true, errDown
+		}
+		return false, nil
+	})
+	h := start(t, Sink{Notifier: f, QueueCapacity: 1})
+	h.d.Update([]findings.Finding{firing("a"), firing("b")}) // b drops a
+	next(t, f)
+	h.step(time.Second)
+	next(t, f)
+
+	var buf bytes.Buffer
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
