@@ -140,7 +140,7 @@ func startDispatch(t *testing.T, cfg Config) (*dispatch.Dispatcher, *prometheus.
 	if err != nil {
 		t.Fatal(err)
 	}
-	testbed.RunInBackground(t, func(ctx context.Context) error { d.Run(ctx); return nil })
+	testbed.RunInBackground(t, d.Run)
 	return d, reg
 }
 

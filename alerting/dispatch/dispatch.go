@@ -174,13 +174,15 @@ func (d *Dispatcher) Update(current []findings.Finding) {
 	}
 }
 
-// Run delivers until ctx ends. Findings still queued then are not sent.
-func (d *Dispatcher) Run(ctx context.Context) {
+// Run delivers until ctx ends, then returns nil. Findings still queued then are not sent.
+func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range d.sinks {
 		wg.Go(func() { s.run(ctx) })
 	}
 	wg.Wait()
+	<-ctx.Done() // with no sinks, still run as long as the caller's other components
+	return nil
 }
 
 // known is a finding the notifier was given (or has queued) as firing.

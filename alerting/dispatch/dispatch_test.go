@@ -85,7 +85,7 @@ func start(t *testing.T, sinks ...Sink) *harness {
 	h.d = d
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
+	go func() { _ = d.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return h
 }
