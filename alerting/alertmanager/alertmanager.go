@@ -65,6 +65,8 @@ type Config struct {
 	ResendInterval time.Duration
 	// Timeout bounds one POST.
 	Timeout time.Duration
+	// QueueCapacity bounds the findings waiting per Alertmanager (dispatch's default when 0).
+	QueueCapacity int
 	// Cluster is the cluster label of every alert; empty leaves it out.
 	Cluster string
 	// ExternalURL is meshdrift's page as people reach it, for generatorURL.
@@ -168,8 +170,8 @@ func New(cfg Config) ([]*Notifier, error) {
 	return ns, nil
 }
 
-// Sinks returns one dispatch sink per notifier, with the resend interval and timeout of
-// cfg, for dispatch.New.
+// Sinks returns one dispatch sink per notifier, with the resend interval, timeout and queue
+// capacity of cfg, for dispatch.New.
 func Sinks(cfg Config) ([]dispatch.Sink, error) {
 	ns, err := New(cfg)
 	if err != nil {
@@ -179,7 +181,7 @@ func Sinks(cfg Config) ([]dispatch.Sink, error) {
 	for _, n := range ns {
 		sinks = append(sinks, dispatch.Sink{
 			Notifier: n, ResendInterval: cmp(cfg.ResendInterval, DefaultResendInterval),
-			Timeout: cmp(cfg.Timeout, DefaultTimeout),
+			Timeout: cmp(cfg.Timeout, DefaultTimeout), QueueCapacity: cfg.QueueCapacity,
 		})
 	}
 	return sinks, nil
