@@ -214,7 +214,9 @@ type sink struct {
 	queue    map[string]*entry
 	seq      uint64
 	failures int
-	retryAt  time.Time
+	// failingSince is the first failure of the current run of failures.
+	failingSince time.Time
+	retryAt      time.Time
 }
 
 func (s *sink) update(current []findings.Finding) {
@@ -429,6 +431,9 @@ func (s *sink) deliver(ctx context.Context, batch []findings.Finding, ids []sent
 	switch {
 	case err == nil:
 		s.settle(ids, now, false)
+		if s.failures > 0 {
+			s.log.Info("notifier delivers again", "failedAttempts", s.failures, "since", s.failingSince)
+		}
 		s.failures, s.retryAt = 0, time.Time{}
 		s.m.notifications.WithLabelValues(s.name, OutcomeSuccess).Inc()
 		s.m.lastSuccess.WithLabelValues(s.name).Set(float64(now.UnixNano()) / 1e9)
@@ -440,7 +445,12 @@ func (s *sink) deliver(ctx context.Context, batch []findings.Finding, ids []sent
 		}
 		s.retryAt = now.Add(backoff)
 		s.m.notifications.WithLabelValues(s.name, OutcomeRetry).Inc()
-		s.log.Warn("notify failed, will retry", "err", err, "findings", len(batch),
+		// One warning per outage, not one per attempt; the metrics count every attempt.
+		level := slog.LevelDebug
+		if s.failures == 1 {
+			level, s.failingSince = slog.LevelWarn, now
+		}
+		s.log.Log(ctx, level, "notify failed, retrying with backoff", "err", err, "findings", len(batch),
 			"consecutiveFailures", s.failures, "backoff", backoff)
 	default:
 		s.settle(ids, now, true)
