@@ -268,11 +268,18 @@ func (s *sink) update(current []findings.Finding) {
 }
 
 // sameContent reports whether b says nothing new to a receiver compared with a: only
-// LastSeen moves on every pass.
+// LastSeen moves on every pass. Times compare as instants (== on time.Time also compares
+// the location and monotonic reading, which a re-derived finding may not share).
 func sameContent(a, b findings.Finding) bool {
-	a.LastSeen, b.LastSeen = time.Time{}, time.Time{}
-	return a == b
+	norm := func(f findings.Finding) findings.Finding {
+		f.LastSeen = time.Time{}
+		f.StartsAt, f.FirstSeen, f.ResolvedAt = instant(f.StartsAt), instant(f.FirstSeen), instant(f.ResolvedAt)
+		return f
+	}
+	return norm(a) == norm(b)
 }
+
+func instant(t time.Time) time.Time { return t.Round(0).UTC() }
 
 func (s *sink) enqueue(f findings.Finding) {
 	s.seq++

@@ -178,9 +178,12 @@ func TestFiringIsSentAtOnceAndResentEveryInterval(t *testing.T) {
 		t.Fatalf("first send at %s, want at once (%s)", first.at, t0)
 	}
 
-	// A later pass that only moves LastSeen is nothing new.
+	// A later pass that only moves LastSeen is nothing new, nor is the same start in
+	// another location.
 	a.LastSeen = t0.Add(10 * time.Second)
-	h.d.Update([]findings.Finding{a})
+	again := a
+	again.StartsAt = a.StartsAt.In(time.FixedZone("CET", 3600))
+	h.d.Update([]findings.Finding{again})
 	none(t, f)
 
 	h.step(59 * time.Second)
