@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -261,7 +262,9 @@ func TestNewRejects(t *testing.T) {
 
 func TestCAFileIsReadAgainWhenItChanges(t *testing.T) {
 	rec := &recorder{status: http.StatusOK}
-	srv := httptest.NewTLSServer(rec)
+	srv := httptest.NewUnstartedServer(rec)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the point
+	srv.StartTLS()
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.crt")
 	writeFile(t, ca, otherCA(t))

@@ -338,9 +338,9 @@ func TestAlertmanagerClusteredPairDedupes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// peer-timeout is how long the second member waits for the first one's notification
-	// log entry before notifying itself; 2s instead of 15s keeps the test short and is
-	// still ten gossip intervals.
-	const peerTimeout = 2 * time.Second
+	// log entry before notifying itself; 5s instead of 15s keeps the test short and is
+	// still 25 gossip intervals, margin for a loaded machine.
+	const peerTimeout = 5 * time.Second
 	ams, err := testbed.StartAlertmanagerCluster(context.Background(), logDir, amConfig(hook.srv.URL), 2,
 		"--cluster.peer-timeout="+peerTimeout.String())
 	if err != nil {
