@@ -180,14 +180,14 @@ func Sinks(cfg Config) ([]dispatch.Sink, error) {
 	sinks := make([]dispatch.Sink, 0, len(ns))
 	for _, n := range ns {
 		sinks = append(sinks, dispatch.Sink{
-			Notifier: n, ResendInterval: cmp(cfg.ResendInterval, DefaultResendInterval),
-			Timeout: cmp(cfg.Timeout, DefaultTimeout), QueueCapacity: cfg.QueueCapacity,
+			Notifier: n, ResendInterval: orDefault(cfg.ResendInterval, DefaultResendInterval),
+			Timeout: orDefault(cfg.Timeout, DefaultTimeout), QueueCapacity: cfg.QueueCapacity,
 		})
 	}
 	return sinks, nil
 }
 
-func cmp(d, def time.Duration) time.Duration {
+func orDefault(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
 	}
