@@ -22,6 +22,9 @@ func TestBadConfigs(t *testing.T) {
 		"flux-receiver-key-and-no-auth.bad.yml": "flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one",
 		"flux-receiver-sha1-no-auth.bad.yml":    "flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked",
 		"token-over-xds.bad.yml":                "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
+		// The password must not be echoed back in the error.
+		"alertmanager-credentials-in-url.bad.yml": `alerting.alertmanager.urls "https://admin:xxxxx@alertmanager.monitoring:9093": must not contain credentials; use basicAuth`,
+		"alertmanager-two-auths.bad.yml":          "alerting.alertmanager: basicAuth and bearerTokenFile are exclusive",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -57,6 +60,14 @@ func TestGoodConfig(t *testing.T) {
 	// Unset fields keep their defaults.
 	if cfg.Istio.Namespace != "istio-system" {
 		t.Errorf("istio.namespace = %q, want the default", cfg.Istio.Namespace)
+	}
+	am := cfg.Alerting.Alertmanager
+	if len(am.URLs) != 2 || am.ResendInterval.D() != 30*time.Second || am.Cluster != "prod-eu-1" ||
+		am.BasicAuth == nil || am.BasicAuth.PasswordFile != "/var/run/secrets/alertmanager/password" {
+		t.Errorf("alerting.alertmanager = %+v", am)
+	}
+	if am.Timeout.D() != 10*time.Second || am.QueueCapacity != 10000 || am.RunbookURL != DefaultRunbookURL {
+		t.Errorf("alerting.alertmanager defaults lost: %+v", am)
 	}
 }
 
