@@ -188,15 +188,19 @@ func (s *Sink) Run(ctx context.Context) error {
 	return nil
 }
 
+// HasSynced reports whether Run is recording, so that Notify can write Events.
+func (s *Sink) HasSynced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
+}
+
 // Notify emits one Event per finding on its object and one on its app: Warning while
 // firing, Normal once resolved; pending findings are not shown. It asks for a retry only
 // when an object's metadata could not be read for a reason that may pass (the API server
 // unreachable); a retried batch only raises the count of the Events already written.
 func (s *Sink) Notify(ctx context.Context, fs []findings.Finding) (retry bool, err error) {
-	s.mu.Lock()
-	started := s.started
-	s.mu.Unlock()
-	if !started {
+	if !s.HasSynced() {
 		return true, errors.New("events sink is not running")
 	}
 	var errs []error

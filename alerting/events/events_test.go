@@ -94,13 +94,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Cleanup(func() { cancel(); <-done })
 	// Run marks the sink started right after the broadcaster's watcher exists.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		s.mu.Lock()
-		ok := s.started
-		s.mu.Unlock()
-		if ok {
-			break
-		}
+	for !s.HasSynced() {
 		if time.Now().After(deadline) {
 			t.Fatal("sink did not start")
 		}

@@ -1,0 +1,282 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshdrift/meshdrift/internal/testbed"
+	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
+)
+
+var bed struct {
+	started bool
+	assets  testbed.Assets
+	kube    *testbed.Kube
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
+		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-events-"})
+		teardown := func() { _ = b.Stop() }
+		if err != nil {
+			return teardown, err
+		}
+		bed.assets, bed.kube, bed.started = a, b.Kube, true
+		return teardown, nil
+	}))
+}
+
+// meshdriftUser is the identity manifests/rbac.yaml binds: the sink runs as it, so the
+// test fails if the shipped RBAC does not allow what the sink does.
+var meshdriftUser = rest.ImpersonationConfig{
+	UserName: "system:serviceaccount:meshdrift-system:meshdrift",
+	Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:meshdrift-system", "system:authenticated"},
+}
+
+// TestEventsOnRealAPIServer delivers findings about a VirtualService owned by a Flux
+// Kustomization and an Argo CD Application through the sink, running with meshdrift's
+// shipped RBAC, and reads back what the API server, kubectl describe and the queries of
+// flux events and the Argo CD UI see.
+func TestEventsOnRealAPIServer(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ctx := context.Background()
+	k := bed.kube
+	rbac, err := os.ReadFile(filepath.Join("..", "..", "manifests", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Apply(ctx, "test", string(rbac)); err != nil {
+		t.Fatal(err)
+	}
+	ns := "events-" + rand.String(5)
+	name := "reviews-" + rand.String(5)
+	if err := k.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := k.Apply(ctx, "test", fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: %[1]s, namespace: flux-system}
+spec:
+  interval: 10m
+  path: ./shop
+  prune: true
+  sourceRef: {kind: GitRepository, name: shop}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: %[1]s, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: "https://git.example.com/shop.git", path: shop, targetRevision: main}
+  destination: {server: "https://kubernetes.default.svc", namespace: %[2]s}
+`, name, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := map[string]string{}
+	for _, o := range objs {
+		uid[o.GetKind()] = string(o.GetUID())
+	}
+
+	cfg := rest.CopyConfig(k.Config)
+	cfg.Impersonate = meshdriftUser
+	reg := prometheus.NewRegistry()
+	sink, err := NewForConfig(Config{}, cfg, reg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbed.RunInBackground(t, sink.Run)
+	waitFor(t, 10*time.Second, "the sink to run", func() (bool, string) { return sink.HasSynced(), "" })
+
+	vs := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: name}
+	nacked := findings.Finding{
+		ID: "nack", Code: "MD0201", Name: "ChangeNACKed", Severity: findings.SeverityCritical, State: findings.StateFiring,
+		Subject: findings.Subject{Object: vs, App: reconcile.AppKey{Source: reconcile.SourceFlux, Kind: "Kustomization", Namespace: "flux-system", Name: name}},
+		Summary: "VirtualService " + ns + "/" + name + ": proxy ratings-v1.shop rejected the change: invalid regex %s <b>",
+	}
+	// Label tracking: the Application's namespace is unknown and defaults to argocd.
+	stale := findings.Finding{
+		ID: "stale", Code: "MD0202", Name: "ChangeStale", Severity: findings.SeverityWarning, State: findings.StateFiring,
+		Subject: findings.Subject{Object: vs, App: reconcile.AppKey{Source: reconcile.SourceArgoCD, Kind: "Application", Name: name}},
+		Summary: "VirtualService " + ns + "/" + name + ": 3 proxies have not ACKed after 30s",
+	}
+
+	// A resend every 50 ms stands for many resend intervals: every delivery of a firing
+	// finding must land in the same Event.
+	const deliveries = 40
+	start := time.Now()
+	for i := range deliveries {
+		if retry, err := sink.Notify(ctx, []findings.Finding{nacked, stale}); retry || err != nil {
+			t.Fatalf("delivery %d: retry %v, %v", i, retry, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+
+	ev := kubernetes.NewForConfigOrDie(k.Config)
+	type want struct{ ns, kind, reason string }
+	wants := []want{
+		{ns, "VirtualService", "ChangeNACKed"}, {ns, "VirtualService", "ChangeStale"},
+		{"flux-system", "Kustomization", "ChangeNACKed"}, {"argocd", "Application", "ChangeStale"},
+	}
+	var listed map[want][]eventsv1.Event
+	waitFor(t, 15*time.Second, "one Event per object and reason, in a series", func() (bool, string) {
+		listed = map[want][]eventsv1.Event{}
+		for _, n := range []string{ns, "flux-system", "argocd"} {
+			l, err := ev.EventsV1().Events(n).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, e := range l.Items {
+				if e.Regarding.Name == name {
+					w := want{n, e.Regarding.Kind, e.Reason}
+					listed[w] = append(listed[w], e)
+				}
+			}
+		}
+		for _, w := range wants {
+			if es := listed[w]; len(es) != 1 || es[0].Series == nil {
+				return false, fmt.Sprintf("%+v: %d Events", w, len(es))
+			}
+		}
+		return len(listed) == len(wants), fmt.Sprintf("%d kinds of Events", len(listed))
+	})
+	for _, w := range wants {
+		e := listed[w][0]
+		if string(e.Regarding.UID) != uid[w.kind] || e.Regarding.APIVersion == "" {
+			t.Errorf("%+v: regarding %+v, want UID %s", w, e.Regarding, uid[w.kind])
+		}
+		if e.Type != corev1.EventTypeWarning || e.Action != ActionDetected || e.ReportingController != "meshdrift" {
+			t.Errorf("%+v: type %s action %s controller %s", w, e.Type, e.Action, e.ReportingController)
+		}
+		if e.Related == nil {
+			t.Errorf("%+v: no related object", w)
+		}
+	}
+	if n := listed[want{ns, "VirtualService", "ChangeNACKed"}][0].Note; n != nacked.Summary+" (MD0201)" {
+		t.Errorf("note %q", n)
+	}
+
+	var requests float64
+	for _, verb := range []string{"create", "patch", "update"} {
+		for _, outcome := range []string{"ok", "error"} {
+			requests += testutil.ToFloat64(sink.metrics.requests.WithLabelValues(verb, outcome))
+		}
+	}
+	emitted := testutil.ToFloat64(sink.metrics.emitted.WithLabelValues("Warning"))
+	reads := testutil.ToFloat64(sink.metrics.lookups.WithLabelValues("found"))
+	var counts []string
+	for _, w := range wants {
+		counts = append(counts, fmt.Sprintf("%s/%s=%d", w.kind, w.reason, listed[w][0].Series.Count))
+	}
+	t.Logf("measured: %d deliveries of 2 findings over %v → %v Events handed to the broadcaster → %v API requests → %d Event objects (series counts on the server: %s); %v metadata GETs",
+		deliveries, elapsed.Round(time.Millisecond), emitted, requests, len(wants), strings.Join(counts, " "), reads)
+	if emitted != 4*deliveries {
+		t.Errorf("%v Events emitted, want %d", emitted, 4*deliveries)
+	}
+	// One create and one series patch per Event; a patch that overtakes its create costs
+	// one more request (see the unit test).
+	if requests < 8 || requests > 12 {
+		t.Errorf("%v API requests for 4 Events, want 8 to 12", requests)
+	}
+	if reads != 3 {
+		t.Errorf("%v metadata GETs, want 3 (one per object)", reads)
+	}
+
+	// kubectl describe finds the Events by the object's UID.
+	describe := kubectl(t, "describe", "virtualservice", name, "-n", ns)
+	section := describe[strings.Index(describe, "Events:"):]
+	for _, s := range []string{"Warning", "ChangeNACKed", "ChangeStale", "meshdrift", "rejected the change: invalid regex %s <b> (MD0201)"} {
+		if !strings.Contains(section, s) {
+			t.Errorf("kubectl describe shows no %q in its Events:\n%s", s, describe)
+		}
+	}
+	t.Logf("kubectl describe virtualservice:\n%s", section)
+
+	// The Argo CD UI lists an Application's Events by involvedObject name, namespace and
+	// UID; flux events by kind and name. Both read core/v1 Events, the same objects.
+	for _, q := range []struct{ ns, selector string }{
+		{"argocd", "involvedObject.name=" + name + ",involvedObject.namespace=argocd,involvedObject.uid=" + uid["Application"]},
+		{"flux-system", "involvedObject.kind=Kustomization,involvedObject.name=" + name},
+	} {
+		l, err := ev.CoreV1().Events(q.ns).List(ctx, metav1.ListOptions{FieldSelector: q.selector})
+		if err != nil || len(l.Items) != 1 || l.Items[0].Type != corev1.EventTypeWarning {
+			t.Errorf("core/v1 Events in %s with %s: %v %+v", q.ns, q.selector, err, l)
+		}
+	}
+
+	// Resolving writes a Normal Event beside each Warning.
+	nacked.State, stale.State = findings.StateResolved, findings.StateResolved
+	if _, err := sink.Notify(ctx, []findings.Finding{nacked, stale}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "resolved Events", func() (bool, string) {
+		normal := 0
+		for _, n := range []string{ns, "flux-system", "argocd"} {
+			l, err := ev.EventsV1().Events(n).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, e := range l.Items {
+				if e.Regarding.Name == name && e.Type == corev1.EventTypeNormal && e.Action == ActionResolved {
+					normal++
+				}
+			}
+		}
+		return normal == 4, fmt.Sprintf("%d Normal Events", normal)
+	})
+	if d := kubectl(t, "describe", "virtualservice", name, "-n", ns); !strings.Contains(d, "Normal") || !strings.Contains(d, "Resolved: VirtualService") {
+		t.Errorf("kubectl describe shows no resolved Event:\n%s", d)
+	}
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bed.assets.Bin("kubectl"), append([]string{"--kubeconfig", bed.kube.Kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waiting for %s: %s", what, last)
+}
