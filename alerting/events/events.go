@@ -214,7 +214,7 @@ func (s *Sink) Notify(ctx context.Context, fs []findings.Finding) (retry bool, e
 		default:
 			continue
 		}
-		note = Note(note, f.Code)
+		note = eventNote(note, f.Code)
 		reason := truncate(f.Name, reasonLimit)
 		if reason == "" {
 			reason = string(f.Code)
@@ -251,8 +251,8 @@ func (s *Sink) emit(regarding, related *corev1.ObjectReference, eventType, reaso
 	s.metrics.emitted.WithLabelValues(eventType).Inc()
 }
 
-// Note is an Event's note: the summary and the finding's code, within the API's limit.
-func Note(summary string, code findings.Code) string {
+// eventNote is an Event's note: the summary and the finding's code, within the API's limit.
+func eventNote(summary string, code findings.Code) string {
 	suffix := ""
 	if code != "" {
 		suffix = " (" + string(code) + ")"

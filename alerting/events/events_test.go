@@ -325,19 +325,19 @@ func TestCacheIsBounded(t *testing.T) {
 	}
 }
 
-func TestNote(t *testing.T) {
+func TestEventNote(t *testing.T) {
 	long := strings.Repeat("é", 600) // 1200 bytes
 	for _, c := range []struct{ summary, want string }{
 		{"short", "short (MD0201)"},
 		{"", " (MD0201)"},
 	} {
-		if got := Note(c.summary, "MD0201"); got != c.want {
-			t.Errorf("Note(%q) = %q, want %q", c.summary, got, c.want)
+		if got := eventNote(c.summary, "MD0201"); got != c.want {
+			t.Errorf("eventNote(%q) = %q, want %q", c.summary, got, c.want)
 		}
 	}
-	got := Note(long, "MD0201")
+	got := eventNote(long, "MD0201")
 	if len(got) > noteLimit || !utf8.ValidString(got) || !strings.HasSuffix(got, "… (MD0201)") {
-		t.Errorf("Note(long) = %d bytes, valid %v, suffix %q", len(got), utf8.ValidString(got), got[len(got)-15:])
+		t.Errorf("eventNote(long) = %d bytes, valid %v, suffix %q", len(got), utf8.ValidString(got), got[len(got)-15:])
 	}
 	if got := truncate(strings.Repeat("x", 200), reasonLimit); len(got) != reasonLimit {
 		t.Errorf("truncate to %d gave %d bytes", reasonLimit, len(got))

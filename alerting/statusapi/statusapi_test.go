@@ -221,3 +221,28 @@ func TestMethodsAndRoutes(t *testing.T) {
 		t.Errorf("no engine: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestRegisterBesideServeRoutes: the routes live in serve's mux beside its own (a
+// conflicting pattern would panic at registration), and the page's "/" catches nothing
+// but the index.
+func TestRegisterBesideServeRoutes(t *testing.T) {
+	h := newFixtureHandler(t)
+	mux := http.NewServeMux()
+	for _, p := range []string{"GET /metrics", "GET /healthz", "GET /readyz", "/flux/events"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("other")) })
+	}
+	h.Register(mux)
+	for target, want := range map[string]int{"/": 200, "/healthz": 200, "/flux/events": 200, "/nope": 404, "/api/v1/findings": 200, "/findings/4f1c2a9e0b7d": 200} {
+		if rec := get(t, mux, target); rec.Code != want {
+			t.Errorf("%s: %d, want %d", target, rec.Code, want)
+		}
+	}
+	if rec := get(t, mux, "/flux/events"); rec.Body.String() != "other" {
+		t.Errorf("/flux/events answered by the status API: %s", rec.Body)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/api/v1/status", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("HEAD /api/v1/status: %d", rec.Code)
+	}
+}
