@@ -223,7 +223,9 @@ func (s *Sink) Notify(ctx context.Context, fs []findings.Finding) (retry bool, e
 		app, appErr := s.appRef(ctx, f.Subject.App)
 		errs = append(errs, objErr, appErr)
 		if obj == nil && app == nil {
-			s.metrics.skipped.Inc()
+			if objErr == nil && appErr == nil {
+				s.metrics.skipped.Inc()
+			}
 			continue
 		}
 		// Each Event names the other object as related, so either side leads to the other.
