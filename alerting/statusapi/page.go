@@ -132,6 +132,15 @@ type appView struct {
 	Timeline []timelineEntry
 	// Untracked: changes exist but belong to no revision with a propagation.
 	Untracked bool
+	Objects   []objectRow
+}
+
+// objectRow is one object of the app's inventory with links to its change on the
+// timeline and to its findings.
+type objectRow struct {
+	OwnedObject
+	HasChange bool
+	Findings  []Finding
 }
 
 func (h *Handler) pageIndex(w http.ResponseWriter, _ *http.Request) {
@@ -195,6 +204,20 @@ func (h *Handler) pageApp(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v.Untracked = !tracked && len(d.Changes) > 0
+	for _, o := range d.App.Objects {
+		row := objectRow{OwnedObject: o}
+		for _, c := range d.Changes {
+			if c.Change.Object == o.ObjectRef {
+				row.HasChange = true
+			}
+		}
+		for _, f := range d.Findings {
+			if f.Subject.Object != nil && *f.Subject.Object == o.ObjectRef {
+				row.Findings = append(row.Findings, f)
+			}
+		}
+		v.Objects = append(v.Objects, row)
+	}
 	h.render(w, http.StatusOK, "app", v)
 }
 

@@ -37,19 +37,21 @@ func TestPagesEscapeClusterText(t *testing.T) {
 	}
 }
 
-// TestPageLinksResolve follows every link of the pages reachable from the index.
+// TestPageLinksResolve follows every link of the pages reachable from the index, and
+// checks that every fragment names an element of its page.
 func TestPageLinksResolve(t *testing.T) {
 	h := newFixtureHandler(t)
-	seen := map[string]bool{}
+	seen := map[string]string{}
+	fragments := map[[2]string]string{} // {path, fragment} -> the page linking there
 	queue := []string{"/"}
 	for len(queue) > 0 {
 		target := queue[0]
 		queue = queue[1:]
-		if seen[target] {
+		if _, ok := seen[target]; ok {
 			continue
 		}
-		seen[target] = true
 		rec := get(t, h, target)
+		seen[target] = rec.Body.String()
 		if rec.Code != http.StatusOK {
 			t.Errorf("%s: %d", target, rec.Code)
 			continue
@@ -59,18 +61,29 @@ func TestPageLinksResolve(t *testing.T) {
 		}
 		for _, m := range hrefPattern.FindAllStringSubmatch(rec.Body.String(), -1) {
 			link := html.UnescapeString(m[1])
-			path, _, _ := strings.Cut(link, "#")
-			if path == "" || !strings.HasPrefix(path, "/") {
+			path, frag, _ := strings.Cut(link, "#")
+			if path == "" {
+				path = target
+			}
+			if !strings.HasPrefix(path, "/") {
 				t.Errorf("%s: link %q is not a path on this server", target, link)
 				continue
+			}
+			if frag != "" {
+				fragments[[2]string{path, frag}] = target
 			}
 			queue = append(queue, path)
 		}
 	}
+	for pf, from := range fragments {
+		if !strings.Contains(seen[pf[0]], `id="`+pf[1]+`"`) {
+			t.Errorf("%s links to %s#%s, which has no such element", from, pf[0], pf[1])
+		}
+	}
 	for _, want := range []string{"/findings/4f1c2a9e0b7d", "/apps/flux/Kustomization/flux-system/shop", "/api/v1/findings/4f1c2a9e0b7d", "/static/style.css",
 		"/apps/argocd/Application/_/payments"} {
-		if !seen[want] {
-			t.Errorf("no link leads to %s; visited %v", want, seen)
+		if _, ok := seen[want]; !ok {
+			t.Errorf("no link leads to %s", want)
 		}
 	}
 }
@@ -86,6 +99,9 @@ func TestPageContent(t *testing.T) {
 		"ACKed</span> 1/2 proxies",
 		"NACKed</span> ratings-v1-xyz.shop (istiod istiod-0)",
 		`href="/findings/4f1c2a9e0b7d"`,
+		// The inventory links each object to its change and its findings.
+		`<a href="#obj-networking-istio-io-virtualservice-shop-reviews">VirtualService shop/reviews</a>`,
+		`<a href="/findings/4f1c2a9e0b7d">MD0201 ChangeNACKed</a>`,
 	} {
 		if !strings.Contains(app, want) {
 			t.Errorf("app page lacks %q", want)
