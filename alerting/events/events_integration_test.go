@@ -87,6 +87,13 @@ spec:
   prune: true
   sourceRef: {kind: GitRepository, name: shop}
 ---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: %[1]s, namespace: flux-system}
+spec:
+  interval: 10m
+  chart: {spec: {chart: shop, sourceRef: {kind: HelmRepository, name: shop}}}
+---
 apiVersion: argoproj.io/v1alpha1
 kind: Application
 metadata: {name: %[1]s, namespace: argocd}
@@ -126,12 +133,19 @@ spec:
 		Summary: "VirtualService " + ns + "/" + name + ": 3 proxies have not ACKed after 30s",
 	}
 
+	notPushed := findings.Finding{
+		ID: "notpushed", Code: "MD0203", Name: "ChangeNotPushed", Severity: findings.SeverityWarning, State: findings.StateFiring,
+		Subject: findings.Subject{Object: vs, App: reconcile.AppKey{Source: reconcile.SourceFlux, Kind: "HelmRelease", Namespace: "flux-system", Name: name}},
+		Summary: "VirtualService " + ns + "/" + name + ": istiod pushed nothing after the change",
+	}
+	all := []findings.Finding{nacked, stale, notPushed}
+
 	// A resend every 50 ms stands for many resend intervals: every delivery of a firing
 	// finding must land in the same Event.
 	const deliveries = 40
 	start := time.Now()
 	for i := range deliveries {
-		if retry, err := sink.Notify(ctx, []findings.Finding{nacked, stale}); retry || err != nil {
+		if retry, err := sink.Notify(ctx, all); retry || err != nil {
 			t.Fatalf("delivery %d: retry %v, %v", i, retry, err)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -141,8 +155,8 @@ spec:
 	ev := kubernetes.NewForConfigOrDie(k.Config)
 	type want struct{ ns, kind, reason string }
 	wants := []want{
-		{ns, "VirtualService", "ChangeNACKed"}, {ns, "VirtualService", "ChangeStale"},
-		{"flux-system", "Kustomization", "ChangeNACKed"}, {"argocd", "Application", "ChangeStale"},
+		{ns, "VirtualService", "ChangeNACKed"}, {ns, "VirtualService", "ChangeStale"}, {ns, "VirtualService", "ChangeNotPushed"},
+		{"flux-system", "Kustomization", "ChangeNACKed"}, {"flux-system", "HelmRelease", "ChangeNotPushed"}, {"argocd", "Application", "ChangeStale"},
 	}
 	var listed map[want][]eventsv1.Event
 	waitFor(t, 15*time.Second, "one Event per object and reason, in a series", func() (bool, string) {
@@ -194,18 +208,18 @@ spec:
 	for _, w := range wants {
 		counts = append(counts, fmt.Sprintf("%s/%s=%d", w.kind, w.reason, listed[w][0].Series.Count))
 	}
-	t.Logf("measured: %d deliveries of 2 findings over %v → %v Events handed to the broadcaster → %v API requests → %d Event objects (series counts on the server: %s); %v metadata GETs",
-		deliveries, elapsed.Round(time.Millisecond), emitted, requests, len(wants), strings.Join(counts, " "), reads)
-	if emitted != 4*deliveries {
-		t.Errorf("%v Events emitted, want %d", emitted, 4*deliveries)
+	t.Logf("measured: %d deliveries of %d findings over %v → %v Events handed to the broadcaster → %v API requests → %d Event objects (series counts on the server: %s); %v metadata GETs",
+		deliveries, len(all), elapsed.Round(time.Millisecond), emitted, requests, len(wants), strings.Join(counts, " "), reads)
+	if emitted != float64(2*len(all)*deliveries) {
+		t.Errorf("%v Events emitted, want %d", emitted, 2*len(all)*deliveries)
 	}
 	// One create and one series patch per Event; a patch that overtakes its create costs
 	// one more request (see the unit test).
-	if requests < 8 || requests > 12 {
-		t.Errorf("%v API requests for 4 Events, want 8 to 12", requests)
+	if n := float64(len(wants)); requests < 2*n || requests > 3*n {
+		t.Errorf("%v API requests for %v Events, want %v to %v", requests, n, 2*n, 3*n)
 	}
-	if reads != 3 {
-		t.Errorf("%v metadata GETs, want 3 (one per object)", reads)
+	if reads != 4 {
+		t.Errorf("%v metadata GETs, want 4 (one per object)", reads)
 	}
 
 	// kubectl describe finds the Events by the object's UID.
@@ -217,6 +231,13 @@ spec:
 		}
 	}
 	t.Logf("kubectl describe virtualservice:\n%s", section)
+	for _, c := range []struct{ resource, ns, reason string }{
+		{"kustomization", "flux-system", "ChangeNACKed"}, {"helmrelease", "flux-system", "ChangeNotPushed"}, {"application", "argocd", "ChangeStale"},
+	} {
+		if d := kubectl(t, "describe", c.resource, name, "-n", c.ns); !strings.Contains(d[strings.Index(d, "Events:"):], c.reason) {
+			t.Errorf("kubectl describe %s shows no %s Event:\n%s", c.resource, c.reason, d)
+		}
+	}
 
 	// The Argo CD UI lists an Application's Events by involvedObject name, namespace and
 	// UID; flux events by kind and name. Both read core/v1 Events, the same objects.
@@ -231,8 +252,10 @@ spec:
 	}
 
 	// Resolving writes a Normal Event beside each Warning.
-	nacked.State, stale.State = findings.StateResolved, findings.StateResolved
-	if _, err := sink.Notify(ctx, []findings.Finding{nacked, stale}); err != nil {
+	for i := range all {
+		all[i].State = findings.StateResolved
+	}
+	if _, err := sink.Notify(ctx, all); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "resolved Events", func() (bool, string) {
@@ -248,7 +271,7 @@ spec:
 				}
 			}
 		}
-		return normal == 4, fmt.Sprintf("%d Normal Events", normal)
+		return normal == len(wants), fmt.Sprintf("%d Normal Events", normal)
 	})
 	if d := kubectl(t, "describe", "virtualservice", name, "-n", ns); !strings.Contains(d, "Normal") || !strings.Contains(d, "Resolved: VirtualService") {
 		t.Errorf("kubectl describe shows no resolved Event:\n%s", d)
