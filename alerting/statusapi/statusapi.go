@@ -12,6 +12,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
@@ -78,7 +79,8 @@ func (h *Handler) currentFindings() []findings.Finding {
 	if h.findings == nil {
 		return nil
 	}
-	fs := h.findings.Findings()
+	// Sorted in a copy: the engine may hand out a slice it still owns.
+	fs := slices.Clone(h.findings.Findings())
 	sortFindings(fs)
 	return fs
 }
