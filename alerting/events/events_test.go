@@ -343,3 +343,12 @@ func TestEventNote(t *testing.T) {
 		t.Errorf("truncate to %d gave %d bytes", reasonLimit, len(got))
 	}
 }
+
+// notifier is alerting/dispatch's Notifier, restated: the sink must satisfy it without
+// importing dispatch.
+type notifier interface {
+	Name() string
+	Notify(ctx context.Context, fs []findings.Finding) (retry bool, err error)
+}
+
+var _ notifier = (*Sink)(nil)
