@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/meshdrift/meshdrift/reconcile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current responses")
@@ -244,5 +246,42 @@ func TestRegisterBesideServeRoutes(t *testing.T) {
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/api/v1/status", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("HEAD /api/v1/status: %d", rec.Code)
+	}
+}
+
+// A restricted istiod view is shown with its reason and fix, and so is a view that could
+// not be checked.
+func TestStatusAPIShowsRestriction(t *testing.T) {
+	store := reconcile.NewStore(reconcile.PropagationConfig{}, nil)
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-0", Restriction: &reconcile.ViewRestriction{
+		Reason: "istiod istiod-0 shows meshdrift 0 of the 1 proxies connected to it", Fix: "set DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES=meshdrift-system on istiod",
+		Visible: 0, Connected: 1,
+	}})
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-1", Unverified: "no monitoring address known"})
+	h, err := New(store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := get(t, h, "/api/v1/status")
+	var got struct {
+		Istiods []map[string]json.RawMessage `json:"istiods"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Istiods) != 2 {
+		t.Fatalf("istiods %s", rec.Body)
+	}
+	want := `{"reason":"istiod istiod-0 shows meshdrift 0 of the 1 proxies connected to it","fix":"set DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES=meshdrift-system on istiod","visible":0,"connected":1}`
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, got.Istiods[0]["restriction"]); err != nil || compact.String() != want {
+		t.Errorf("restriction %s, want %s", got.Istiods[0]["restriction"], want)
+	}
+	if string(got.Istiods[1]["unverified"]) != `"no monitoring address known"` || got.Istiods[1]["restriction"] != nil {
+		t.Errorf("istiod-1 %s", rec.Body)
+	}
+	page := get(t, h, "/").Body.String()
+	if !strings.Contains(page, "shows meshdrift 0 of the 1 proxies connected to it") || !strings.Contains(page, "set DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES=meshdrift-system on istiod") {
+		t.Errorf("the page does not show the restriction and its fix:\n%s", page)
 	}
 }
