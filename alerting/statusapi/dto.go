@@ -147,7 +147,10 @@ type Change struct {
 	Pending        int            `json:"pending"`
 	Proxies        []ProxyOutcome `json:"proxies"`
 	Unreachable    []string       `json:"unreachable,omitempty"`
-	Since          time.Time      `json:"since,omitzero"`
+	// Restricted lists istiods whose view is partial: what they hide may be a proxy that
+	// has not ACKed, so the change is Unknown.
+	Restricted []string  `json:"restricted,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
 }
 
 // Istiod is one istiod instance and the state of its proxies.
@@ -159,6 +162,23 @@ type Istiod struct {
 	Proxies     []Proxy   `json:"proxies"`
 	// Signals is what istiod's own metrics report, when its monitoring port is known.
 	Signals *Signals `json:"signals,omitempty"`
+	// Restriction is set when istiod shows meshdrift only part of its proxies, or none:
+	// propagation through it is Unknown until the fix is applied.
+	Restriction *Restriction `json:"restriction,omitempty"`
+	// Unverified says why the proxy list could not be checked for completeness.
+	Unverified string `json:"unverified,omitempty"`
+}
+
+// Restriction says why an istiod view is partial or empty, and how to fix it.
+type Restriction struct {
+	Reason string `json:"reason"`
+	Fix    string `json:"fix"`
+	// Visible is how many proxies the view shows, Connected how many istiod counts as
+	// connected; -1 when unknown.
+	Visible   int `json:"visible"`
+	Connected int `json:"connected"`
+	// Denied: istiod refused the debug request, so nothing at all could be read.
+	Denied bool `json:"denied,omitempty"`
 }
 
 // Proxy is one proxy's state per xDS type (CDS, LDS, RDS, EDS, ...).
@@ -375,7 +395,7 @@ func changeOf(p reconcile.Propagation) Change {
 	out := Change{
 		Change: meshChangeOf(p.Change), State: string(p.State), LatencySeconds: seconds(p.Latency),
 		Targeted: p.Targeted, ACKed: p.ACKed, NACKed: p.NACKed, Pending: p.Pending,
-		Proxies: []ProxyOutcome{}, Unreachable: p.Unreachable, Since: utc(p.Since),
+		Proxies: []ProxyOutcome{}, Unreachable: p.Unreachable, Restricted: p.Restricted, Since: utc(p.Since),
 	}
 	for _, o := range p.Proxies {
 		out.Proxies = append(out.Proxies, proxyOutcomeOf(o))
@@ -392,6 +412,10 @@ func istiodOf(v reconcile.IstiodView) Istiod {
 		s := signalsOf(*v.Signals)
 		out.Signals = &s
 	}
+	if r := v.Restriction; r != nil {
+		out.Restriction = &Restriction{Reason: r.Reason, Fix: r.Fix, Visible: r.Visible, Connected: r.Connected, Denied: r.Denied}
+	}
+	out.Unverified = v.Unverified
 	return out
 }
 

@@ -86,6 +86,7 @@ type timelineEntry struct {
 	LatencySeconds *float64
 	Proxies        []ProxyOutcome
 	Unreachable    []string
+	Restricted     []string
 	// PushedAt is the last first push to a targeted proxy, once the change propagated.
 	PushedAt time.Time
 }
@@ -95,7 +96,7 @@ func timeline(cs []Change) []timelineEntry {
 	for _, c := range cs {
 		e := timelineEntry{
 			MeshChange: c.Change, State: c.State, Targeted: c.Targeted, ACKed: c.ACKed,
-			LatencySeconds: c.LatencySeconds, Proxies: c.Proxies, Unreachable: c.Unreachable,
+			LatencySeconds: c.LatencySeconds, Proxies: c.Proxies, Unreachable: c.Unreachable, Restricted: c.Restricted,
 		}
 		if c.LatencySeconds != nil {
 			e.PushedAt = c.Change.ObservedAt.Add(time.Duration(*c.LatencySeconds * float64(time.Second)))
@@ -115,6 +116,8 @@ type indexView struct {
 	Active, Resolved []Finding
 	Apps             []App
 	Sources          []Source
+	// Restricted are the istiods that show meshdrift only part of their proxies.
+	Restricted []Istiod
 	// FindingsPerApp counts unresolved findings by app page path.
 	FindingsPerApp map[string]int
 }
@@ -166,6 +169,11 @@ func (h *Handler) pageIndex(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, src := range s.Sources {
 		v.Sources = append(v.Sources, sourceOf(src))
+	}
+	for _, iv := range s.Istiods {
+		if iv.Restriction != nil {
+			v.Restricted = append(v.Restricted, istiodOf(iv))
+		}
 	}
 	h.render(w, http.StatusOK, "index", v)
 }
