@@ -22,6 +22,7 @@ import (
 	metadatafake "k8s.io/client-go/metadata/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/meshdrift/meshdrift/alerting/dispatch"
 	"github.com/meshdrift/meshdrift/reconcile"
 	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
@@ -344,11 +345,5 @@ func TestEventNote(t *testing.T) {
 	}
 }
 
-// notifier is alerting/dispatch's Notifier, restated: the sink must satisfy it without
-// importing dispatch.
-type notifier interface {
-	Name() string
-	Notify(ctx context.Context, fs []findings.Finding) (retry bool, err error)
-}
-
-var _ notifier = (*Sink)(nil)
+// The sink is one of dispatch's notifiers; production code does not import dispatch.
+var _ dispatch.Notifier = (*Sink)(nil)
