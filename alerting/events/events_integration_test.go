@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshdrift/meshdrift/alerting/dispatch"
 	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/reconcile"
 	"github.com/meshdrift/meshdrift/reconcile/findings"
@@ -58,67 +59,9 @@ func TestEventsOnRealAPIServer(t *testing.T) {
 	testbed.Need(t, bed.started)
 	ctx := context.Background()
 	k := bed.kube
-	rbac, err := os.ReadFile(filepath.Join("..", "..", "manifests", "rbac.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Apply(ctx, "test", string(rbac)); err != nil {
-		t.Fatal(err)
-	}
-	ns := "events-" + rand.String(5)
-	name := "reviews-" + rand.String(5)
-	if err := k.CreateNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := k.Apply(ctx, "test", fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: %[1]s, namespace: %[2]s}
-spec:
-  hosts: [reviews]
-  http: [{route: [{destination: {host: reviews}}]}]
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: %[1]s, namespace: flux-system}
-spec:
-  interval: 10m
-  path: ./shop
-  prune: true
-  sourceRef: {kind: GitRepository, name: shop}
----
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata: {name: %[1]s, namespace: flux-system}
-spec:
-  interval: 10m
-  chart: {spec: {chart: shop, sourceRef: {kind: HelmRepository, name: shop}}}
----
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata: {name: %[1]s, namespace: argocd}
-spec:
-  project: default
-  source: {repoURL: "https://git.example.com/shop.git", path: shop, targetRevision: main}
-  destination: {server: "https://kubernetes.default.svc", namespace: %[2]s}
-`, name, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid := map[string]string{}
-	for _, o := range objs {
-		uid[o.GetKind()] = string(o.GetUID())
-	}
+	ns, name, uid := createObjects(t)
 
-	cfg := rest.CopyConfig(k.Config)
-	cfg.Impersonate = meshdriftUser
-	reg := prometheus.NewRegistry()
-	sink, err := NewForConfig(Config{}, cfg, reg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testbed.RunInBackground(t, sink.Run)
-	waitFor(t, 10*time.Second, "the sink to run", func() (bool, string) { return sink.HasSynced(), "" })
+	sink := startSink(t)
 
 	vs := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: name}
 	nacked := findings.Finding{
@@ -276,6 +219,135 @@ spec:
 	if d := kubectl(t, "describe", "virtualservice", name, "-n", ns); !strings.Contains(d, "Normal") || !strings.Contains(d, "Resolved: VirtualService") {
 		t.Errorf("kubectl describe shows no resolved Event:\n%s", d)
 	}
+}
+
+// TestEventsThroughDispatch runs the sink behind alerting/dispatch as serve would: a
+// firing finding re-sent every 100 ms stays one Event, and a finding that leaves the
+// engine's set is resolved with a Normal Event.
+func TestEventsThroughDispatch(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ctx := context.Background()
+	ns, name, uid := createObjects(t)
+	sink := startSink(t)
+	d, err := dispatch.New([]dispatch.Sink{{Notifier: sink, ResendInterval: 100 * time.Millisecond}}, dispatch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbed.RunInBackground(t, d.Run)
+	f := findings.Finding{
+		ID: "nack", Code: "MD0201", Name: "ChangeNACKed", Severity: findings.SeverityCritical, State: findings.StateFiring,
+		Subject: findings.Subject{
+			Object: reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: name},
+			App:    reconcile.AppKey{Source: reconcile.SourceFlux, Kind: "Kustomization", Namespace: "flux-system", Name: name},
+		},
+		Summary: "proxy ratings-v1.shop rejected the change",
+	}
+	d.Update([]findings.Finding{f})
+	waitFor(t, 15*time.Second, "20 deliveries", func() (bool, string) {
+		n := testutil.ToFloat64(sink.metrics.emitted.WithLabelValues("Warning"))
+		return n >= 40, fmt.Sprintf("%v Events emitted", n)
+	})
+	ev := kubernetes.NewForConfigOrDie(bed.kube.Config)
+	count := func(n, kind, eventType string) int {
+		l, err := ev.EventsV1().Events(n).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := 0
+		for _, e := range l.Items {
+			if e.Regarding.Name == name && e.Regarding.Kind == kind && e.Type == eventType && string(e.Regarding.UID) == uid[kind] {
+				c++
+			}
+		}
+		return c
+	}
+	if vs, ks := count(ns, "VirtualService", corev1.EventTypeWarning), count("flux-system", "Kustomization", corev1.EventTypeWarning); vs != 1 || ks != 1 {
+		t.Errorf("after %v deliveries: %d Warning Events on the VirtualService and %d on the Kustomization, want 1 each",
+			testutil.ToFloat64(sink.metrics.emitted.WithLabelValues("Warning"))/2, vs, ks)
+	}
+	d.Update(nil)
+	waitFor(t, 15*time.Second, "the resolved Events", func() (bool, string) {
+		vs, ks := count(ns, "VirtualService", corev1.EventTypeNormal), count("flux-system", "Kustomization", corev1.EventTypeNormal)
+		return vs == 1 && ks == 1, fmt.Sprintf("%d and %d Normal Events", vs, ks)
+	})
+}
+
+// createObjects applies meshdrift's RBAC and creates a VirtualService, and a Kustomization,
+// a HelmRelease and an Application of the same name; it returns their namespace, name and
+// UIDs by kind.
+func createObjects(t *testing.T) (ns, name string, uid map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	k := bed.kube
+	rbac, err := os.ReadFile(filepath.Join("..", "..", "manifests", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Apply(ctx, "test", string(rbac)); err != nil {
+		t.Fatal(err)
+	}
+	ns = "events-" + rand.String(5)
+	name = "reviews-" + rand.String(5)
+	if err := k.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := k.Apply(ctx, "test", fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: %[1]s, namespace: flux-system}
+spec:
+  interval: 10m
+  path: ./shop
+  prune: true
+  sourceRef: {kind: GitRepository, name: shop}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: %[1]s, namespace: flux-system}
+spec:
+  interval: 10m
+  chart: {spec: {chart: shop, sourceRef: {kind: HelmRepository, name: shop}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: %[1]s, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: "https://git.example.com/shop.git", path: shop, targetRevision: main}
+  destination: {server: "https://kubernetes.default.svc", namespace: %[2]s}
+`, name, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid = map[string]string{}
+	for _, o := range objs {
+		uid[o.GetKind()] = string(o.GetUID())
+	}
+
+	return ns, name, uid
+}
+
+// startSink runs a sink as meshdrift's service account until the test ends.
+func startSink(t *testing.T) *Sink {
+	t.Helper()
+	cfg := rest.CopyConfig(bed.kube.Config)
+	cfg.Impersonate = meshdriftUser
+	reg := prometheus.NewRegistry()
+	sink, err := NewForConfig(Config{}, cfg, reg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbed.RunInBackground(t, sink.Run)
+	waitFor(t, 10*time.Second, "the sink to run", func() (bool, string) { return sink.HasSynced(), "" })
+
+	return sink
 }
 
 func kubectl(t *testing.T, args ...string) string {
