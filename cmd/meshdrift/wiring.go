@@ -95,7 +95,12 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	}
 
 	a.mux.Handle("GET /metrics", promhttpHandler(reg))
-	a.mux.Handle("/api/v1/status", statusapi.New(store))
+	// The findings engine is not wired yet: the API lists no findings until it is.
+	status, err := statusapi.New(store, nil, log.With("component", "statusapi"))
+	if err != nil {
+		return nil, err
+	}
+	status.Register(a.mux)
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	a.mux.HandleFunc("GET /readyz", a.ready)
 	return a, nil
