@@ -3,7 +3,9 @@ package findings
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -90,7 +92,9 @@ func ValidCode(c Code) error {
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error
-	for code, d := range c.For {
+	codes := slices.Sorted(maps.Keys(c.For))
+	for _, code := range codes {
+		d := c.For[code]
 		if err := ValidCode(code); err != nil {
 			errs = append(errs, fmt.Errorf("for: %w", err))
 		}

@@ -157,7 +157,7 @@ func (e *Engine) dropResolved(id string) {
 // MaxResolved, so that memory stays bounded however many problems come and go.
 func (e *Engine) expire(now time.Time) {
 	i := 0
-	for i < len(e.resolved) && now.Sub(e.resolved[i].ResolvedAt) > e.cfg.KeepResolved {
+	for i < len(e.resolved) && now.Sub(e.resolved[i].ResolvedAt) >= e.cfg.KeepResolved {
 		i++
 	}
 	if n := len(e.resolved) - i; n > e.cfg.MaxResolved {
