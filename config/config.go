@@ -24,6 +24,7 @@ type Config struct {
 	Flux       FluxConfig      `json:"flux"`
 	Istio      IstioConfig     `json:"istio"`
 	Reconcile  ReconcileConfig `json:"reconcile"`
+	Findings   FindingsConfig  `json:"findings"`
 }
 
 // ServerConfig is meshdrift's own HTTP server: metrics, health, status API, Flux webhooks.
@@ -112,6 +113,7 @@ func Default() Config {
 			CAFile: "/var/run/secrets/istio/root-cert.pem", PollInterval: Duration(10 * time.Second),
 		},
 		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
+		Findings:  defaultFindings(),
 	}
 }
 
@@ -196,6 +198,7 @@ func (c Config) Validate() error {
 	if c.Reconcile.StaleGrace.D() <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
 	}
+	errs = append(errs, c.Findings.validate()...)
 	return errors.Join(errs...)
 }
 

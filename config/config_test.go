@@ -6,17 +6,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 // Every bad file is paired with the error it must produce.
 func TestBadConfigs(t *testing.T) {
 	cases := map[string]string{
-		"unknown-field.bad.yml":    `unknown field "listenAdress"`,
-		"bad-transport.bad.yml":    `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
-		"bad-duration.bad.yml":     `duration 10: must be a string such as "30s"`,
-		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
-		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
-		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"unknown-field.bad.yml":       `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":       `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":        `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml":     "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":          "istio.pollInterval 100ms: must be at least 1s",
+		"monitoring-count.bad.yml":    "istio.monitoringAddresses: 1 given for 2 addresses",
+		"findings-code.bad.yml":       "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
+		"findings-empty-rule.bad.yml": "findings.ignore[0]: set at least one of code, namespace, app",
+		"findings-resolve.bad.yml":    "findings.resolveAfter 0s: must be positive",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -48,6 +53,14 @@ func TestGoodConfig(t *testing.T) {
 	}
 	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
 		t.Errorf("istio = %+v", cfg.Istio)
+	}
+	f := cfg.Findings.Engine()
+	if f.ResolveAfter != 10*time.Minute || f.For["MD0103"] != 30*time.Minute || len(f.Ignore) != 2 ||
+		f.Ignore[0] != (findings.IgnoreRule{Code: "MD0203", Namespace: "legacy"}) || f.Ignore[1].App != "flux-system/experiments" {
+		t.Errorf("findings = %+v", f)
+	}
+	if f.KeepResolved != findings.DefaultKeepResolved {
+		t.Errorf("findings.keepResolved = %s, want the default", f.KeepResolved)
 	}
 	// Unset fields keep their defaults.
 	if cfg.Istio.Namespace != "istio-system" {
