@@ -70,7 +70,9 @@ func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
 	d := deriver{byKey: map[problemKey]int{}, supp: newSuppression(snap, cfg.Ignore), cfg: cfg.WithDefaults()}
 	owners := newOwnerIndex(snap.Apps)
 	d.apps(snap, owners)
-	explained := d.changes(snap, owners)
+	explained := rejecting(snap.Istiods, increases)
+	d.unexplained = len(explained)
+	d.changes(snap, owners, explained)
 	d.istiods(snap, explained, increases)
 	d.sources(snap)
 	slices.SortFunc(d.out.Problems, compareProblems)
@@ -83,10 +85,12 @@ type problemKey struct {
 }
 
 type deriver struct {
-	cfg   Config
-	supp  suppression
-	byKey map[problemKey]int
-	out   Result
+	// unexplained counts the rejecting proxies no NACKed change explains yet.
+	unexplained int
+	cfg         Config
+	supp        suppression
+	byKey       map[problemKey]int
+	out         Result
 }
 
 // add records a problem; a second report of the same (code, subject) from another source
@@ -252,9 +256,32 @@ func sameRevision(a, b string) bool {
 
 type proxyKey struct{ istiod, proxy string }
 
-// changes derives MD02xx and returns the proxies whose NACKs a change explains.
-func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex) map[proxyKey]bool {
-	explained := map[proxyKey]bool{}
+// rejecting indexes the proxies that reject config (ERROR in a view, or rejects counted
+// by istiod), each false until a NACKed change explains it. Changes then look proxies up
+// in it rather than every proxy being searched for in every change: a pass reads each
+// change's outcomes once (2×1,000 proxies × 200 NACKed changes in BenchmarkEvaluate).
+func rejecting(views []reconcile.IstiodView, increases []Increase) map[proxyKey]bool {
+	m := map[proxyKey]bool{}
+	for _, v := range views {
+		for _, px := range v.Proxies {
+			for _, t := range px.Types {
+				if t.State == reconcile.StateError {
+					m[proxyKey{v.Istiod, px.ID}] = false
+					break
+				}
+			}
+		}
+	}
+	for _, inc := range increases {
+		if inc.Code == CodeProxyRejecting {
+			m[proxyKey{inc.Istiod, inc.Proxy}] = false
+		}
+	}
+	return m
+}
+
+// changes derives MD02xx and marks in explained the proxies whose NACKs a change explains.
+func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex, explained map[proxyKey]bool) {
 	for _, p := range snap.Changes {
 		c := p.Change
 		subj := Subject{Object: c.Ref}
@@ -277,9 +304,17 @@ func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex) map[proxyK
 				if o.State != reconcile.PropagationNACKed {
 					continue
 				}
-				explained[proxyKey{o.Istiod, o.Proxy}] = true
 				if first == "" {
 					first = "proxy " + o.Proxy + " (istiod " + o.Istiod + "): " + o.Error
+				}
+				if d.unexplained == 0 {
+					// Every rejecting proxy is explained: nothing more to look up.
+					break
+				}
+				k := proxyKey{o.Istiod, o.Proxy}
+				if done, ok := explained[k]; ok && !done {
+					explained[k] = true
+					d.unexplained--
 				}
 			}
 			d.add(Problem{Code: CodeChangeNACKed, Subject: subj, StartsAt: c.ObservedAt,
@@ -304,7 +339,6 @@ func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex) map[proxyK
 			d.out.Holds = append(d.out.Holds, Hold{Object: c.Ref, Reason: "istiod " + strings.Join(p.Unreachable, ", ")})
 		}
 	}
-	return explained
 }
 
 func (d *deriver) istiods(snap reconcile.Snapshot, explained map[proxyKey]bool, increases []Increase) {
@@ -419,9 +453,15 @@ func compareProblems(a, b Problem) int {
 
 func compareSubjects(a, b Subject) int {
 	return cmp.Or(
-		strings.Compare(a.App.String(), b.App.String()),
+		strings.Compare(string(a.App.Source), string(b.App.Source)),
+		strings.Compare(a.App.Kind, b.App.Kind),
+		strings.Compare(a.App.Namespace, b.App.Namespace),
+		strings.Compare(a.App.Name, b.App.Name),
 		strings.Compare(a.Revision, b.Revision),
-		strings.Compare(a.Object.String(), b.Object.String()),
+		strings.Compare(a.Object.Group, b.Object.Group),
+		strings.Compare(a.Object.Kind, b.Object.Kind),
+		strings.Compare(a.Object.Namespace, b.Object.Namespace),
+		strings.Compare(a.Object.Name, b.Object.Name),
 		strings.Compare(a.Istiod, b.Istiod),
 		strings.Compare(a.Proxy, b.Proxy),
 		strings.Compare(a.Source, b.Source),
