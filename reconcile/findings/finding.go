@@ -1,6 +1,17 @@
 // Package findings turns what the store observed (apps, sources, istiod views, propagation
 // of every change) into findings: one coded problem per subject, with a lifecycle from
 // pending to firing to resolved. Sinks in alerting/ deliver them.
+//
+// The codes are data in catalog.go, which also generates docs/findings.md. Derive is a pure
+// function from a reconcile.Snapshot to the current problems; the Engine runs the lifecycle
+// on an injected clock. The evaluator feeds the engine one snapshot per pass (on every
+// store change and periodically):
+//
+//	store.Evaluate(now)
+//	transitions := engine.Evaluate(store.Snapshot())
+//
+// and hands the transitions to the sinks; engine.Active() is what is pending or firing
+// now (for resends and the status API), engine.Findings() adds the recently resolved.
 package findings
 
 import (
