@@ -51,6 +51,9 @@ type Subject struct {
 	// Object is the mesh object (or other Kubernetes object) concerned, if one.
 	Object reconcile.ObjectRef
 	// App and Revision are the GitOps app and the Git revision concerned, if any.
+	// Revision is set only where the problem is one revision's (MD0101 sync failed,
+	// MD0104 not applied); a change's findings name the app's revision in their evidence,
+	// so that the app moving to a new revision does not make the same NACK a new finding.
 	App      reconcile.AppKey
 	Revision string
 	// Istiod and Proxy name an istiod instance and one of its proxies ("<pod>.<ns>").
