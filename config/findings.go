@@ -20,8 +20,6 @@ type FindingsConfig struct {
 	// SignalWindow is how long an observed increase of an istiod counter (rejected
 	// configs, push errors) keeps its finding active.
 	SignalWindow Duration `json:"signalWindow"`
-	// MaxClockOffset is the clock offset to an istiod above which MD0306 fires.
-	MaxClockOffset Duration `json:"maxClockOffset"`
 	// For overrides codes' `for` durations, e.g. {MD0103: 30m}.
 	For map[string]Duration `json:"for,omitempty"`
 	// Ignore suppresses findings; each rule matches when all of its set fields match.
@@ -39,22 +37,20 @@ type FindingsIgnoreRule struct {
 
 func defaultFindings() FindingsConfig {
 	return FindingsConfig{
-		ResolveAfter:   Duration(findings.DefaultResolveAfter),
-		KeepResolved:   Duration(findings.DefaultKeepResolved),
-		MaxResolved:    findings.DefaultMaxResolved,
-		SignalWindow:   Duration(findings.DefaultSignalWindow),
-		MaxClockOffset: Duration(findings.DefaultMaxClockOffset),
+		ResolveAfter: Duration(findings.DefaultResolveAfter),
+		KeepResolved: Duration(findings.DefaultKeepResolved),
+		MaxResolved:  findings.DefaultMaxResolved,
+		SignalWindow: Duration(findings.DefaultSignalWindow),
 	}
 }
 
 // Engine returns the section as the findings engine takes it.
 func (f FindingsConfig) Engine() findings.Config {
 	c := findings.Config{
-		ResolveAfter:   f.ResolveAfter.D(),
-		KeepResolved:   f.KeepResolved.D(),
-		MaxResolved:    f.MaxResolved,
-		SignalWindow:   f.SignalWindow.D(),
-		MaxClockOffset: f.MaxClockOffset.D(),
+		ResolveAfter: f.ResolveAfter.D(),
+		KeepResolved: f.KeepResolved.D(),
+		MaxResolved:  f.MaxResolved,
+		SignalWindow: f.SignalWindow.D(),
 	}
 	if len(f.For) > 0 {
 		c.For = make(map[findings.Code]time.Duration, len(f.For))
@@ -73,7 +69,7 @@ func (f FindingsConfig) validate() []error {
 	for _, d := range []struct {
 		name string
 		v    Duration
-	}{{"resolveAfter", f.ResolveAfter}, {"keepResolved", f.KeepResolved}, {"signalWindow", f.SignalWindow}, {"maxClockOffset", f.MaxClockOffset}} {
+	}{{"resolveAfter", f.ResolveAfter}, {"keepResolved", f.KeepResolved}, {"signalWindow", f.SignalWindow}} {
 		if d.v.D() <= 0 {
 			errs = append(errs, fmt.Errorf("findings.%s %s: must be positive", d.name, d.v))
 		}

@@ -115,9 +115,9 @@ var catalog = []Entry{
 	},
 	{
 		Code: CodeChangeUnknown, Name: "MeshChangePropagationUnknown", Severity: SeverityWarning, For: 2 * time.Minute,
-		Summary:     "propagation of {object} is unknown: istiod {detail} cannot be read",
-		Description: "An istiod that may serve affected proxies could not be read, so meshdrift cannot tell whether the change reached them. It never counts such a change as propagated, and the change's other findings are held, not resolved, until istiod is read again.",
-		Remedy:      "See MD0301 for the unreachable istiod.",
+		Summary:     "propagation of {object} is unknown: {detail}",
+		Description: "An istiod that may serve affected proxies could not be read, or showed meshdrift only part of its proxies, so meshdrift cannot tell whether the change reached them. It never counts such a change as propagated, and the change's other findings are held, not resolved, until istiod is read in full again.",
+		Remedy:      "See MD0301 (istiod unreachable) or MD0302 (restricted view) for the istiod concerned.",
 	},
 	{
 		Code: CodeIstiodUnreachable, Name: "IstiodUnreachable", Severity: SeverityWarning, For: time.Minute,
@@ -151,8 +151,8 @@ var catalog = []Entry{
 	},
 	{
 		Code: CodeIstiodClockOffset, Name: "IstiodClockOffset", Severity: SeverityWarning, For: 5 * time.Minute,
-		Summary:     "the clocks of meshdrift and istiod {istiod} differ by {detail}",
-		Description: "meshdrift compares istiod's push times with the times it saw changes. A clock offset larger than `findings.maxClockOffset` makes pushes look earlier or later than they were, so propagation may be misjudged.",
+		Summary:     "the clock of istiod {istiod} is off from meshdrift's: {evidence}",
+		Description: "meshdrift compares istiod's push times with the times it saw changes. It tolerates a clock offset of up to 2 s; a larger one makes pushes look earlier or later than they were, so propagation may be misjudged.",
 		Remedy:      "Run NTP (chrony, systemd-timesyncd) on the nodes of meshdrift and istiod.",
 	},
 	{

@@ -24,9 +24,6 @@ type Config struct {
 	// SignalWindow is how long an observed increase of an istiod counter (rejected
 	// configs, push errors) keeps its finding active. Default 10 min.
 	SignalWindow time.Duration
-	// MaxClockOffset is the clock offset between meshdrift and an istiod above which
-	// MD0306 fires. Default 2 s.
-	MaxClockOffset time.Duration
 	// Ignore suppresses findings by code, namespace and app.
 	Ignore []IgnoreRule
 }
@@ -44,11 +41,10 @@ type IgnoreRule struct {
 
 // Defaults.
 const (
-	DefaultResolveAfter   = 5 * time.Minute
-	DefaultKeepResolved   = time.Hour
-	DefaultMaxResolved    = 10000
-	DefaultSignalWindow   = 10 * time.Minute
-	DefaultMaxClockOffset = 2 * time.Second
+	DefaultResolveAfter = 5 * time.Minute
+	DefaultKeepResolved = time.Hour
+	DefaultMaxResolved  = 10000
+	DefaultSignalWindow = 10 * time.Minute
 )
 
 // WithDefaults fills in every unset field.
@@ -64,9 +60,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SignalWindow <= 0 {
 		c.SignalWindow = DefaultSignalWindow
-	}
-	if c.MaxClockOffset <= 0 {
-		c.MaxClockOffset = DefaultMaxClockOffset
 	}
 	return c
 }

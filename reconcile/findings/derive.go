@@ -333,10 +333,10 @@ func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex, explained 
 		case reconcile.PropagationNotPushed:
 			d.add(Problem{Code: CodeChangeNotPushed, Subject: subj, StartsAt: c.ObservedAt, Evidence: context})
 		case reconcile.PropagationUnknown:
-			d.add(Problem{Code: CodeChangeUnknown, Subject: subj, StartsAt: c.ObservedAt,
-				Detail: strings.Join(p.Unreachable, ", "), Evidence: context})
+			why := unknownBecause(p)
+			d.add(Problem{Code: CodeChangeUnknown, Subject: subj, StartsAt: c.ObservedAt, Detail: why, Evidence: context})
 			// The change's stale or not-pushed finding stays as it was until istiod is read.
-			d.out.Holds = append(d.out.Holds, Hold{Object: c.Ref, Reason: "istiod " + strings.Join(p.Unreachable, ", ")})
+			d.out.Holds = append(d.out.Holds, Hold{Object: c.Ref, Reason: why})
 		}
 	}
 }
@@ -346,8 +346,8 @@ func (d *deriver) istiods(snap reconcile.Snapshot, explained map[proxyKey]bool, 
 		if ev, ok := restriction(v); ok {
 			d.add(Problem{Code: CodeIstiodRestricted, Subject: Subject{Istiod: v.Istiod}, Evidence: ev, StartsAt: v.ObservedAt})
 		}
-		if off, ok := clockOffset(v); ok && off.Abs() > d.cfg.MaxClockOffset {
-			d.add(Problem{Code: CodeIstiodClockOffset, Subject: Subject{Istiod: v.Istiod}, Detail: off.Round(time.Millisecond).String()})
+		if ev, ok := clockProblem(v); ok {
+			d.add(Problem{Code: CodeIstiodClockOffset, Subject: Subject{Istiod: v.Istiod}, Evidence: ev})
 		}
 		for _, px := range v.Proxies {
 			if explained[proxyKey{v.Istiod, px.ID}] {
@@ -384,6 +384,15 @@ func (d *deriver) istiods(snap reconcile.Snapshot, explained map[proxyKey]bool, 
 	}
 }
 
+// unknownBecause says why a change's propagation is unknown: the istiods that could not
+// be read.
+func unknownBecause(p reconcile.Propagation) string {
+	if len(p.Unreachable) == 0 {
+		return "an istiod view is incomplete"
+	}
+	return "istiod " + strings.Join(p.Unreachable, ", ") + " cannot be read"
+}
+
 // rejectedObject names the config of a pilot_total_rejected_configs series: its type label
 // (e.g. "gateway") and its "<namespace>/<name>" name label.
 func rejectedObject(inc Increase) reconcile.ObjectRef {
@@ -398,9 +407,10 @@ func rejectedObject(inc Increase) reconcile.ObjectRef {
 // it. IstiodView does not carry that yet; when it does, this is the one place to read it.
 func restriction(reconcile.IstiodView) (evidence string, restricted bool) { return "", false }
 
-// clockOffset is istiod's clock minus meshdrift's, when the view measured it. IstiodView
-// does not carry it yet; when it does, this is the one place to read it.
-func clockOffset(reconcile.IstiodView) (time.Duration, bool) { return 0, false }
+// clockProblem says whether istiod's clock is off from meshdrift's by more than the
+// verdicts tolerate, as the store judges it from its reads. IstiodView does not carry that
+// verdict yet; when it does, this is the one place to read it.
+func clockProblem(reconcile.IstiodView) (evidence string, tooLarge bool) { return "", false }
 
 // Source names as the adapters report them.
 const (

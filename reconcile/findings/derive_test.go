@@ -160,10 +160,10 @@ func TestDerive(t *testing.T) {
 					State: reconcile.PropagationUnknown, Unreachable: []string{"istiod-1"}}},
 			},
 			want: []Problem{
-				{Code: CodeChangeUnknown, Subject: Subject{Object: vs("shop", "reviews")}, StartsAt: changeAt, Detail: "istiod-1"},
+				{Code: CodeChangeUnknown, Subject: Subject{Object: vs("shop", "reviews")}, StartsAt: changeAt, Detail: "istiod istiod-1 cannot be read"},
 				{Code: CodeIstiodUnreachable, Subject: Subject{Istiod: "istiod-1"}, Evidence: "connection refused", StartsAt: t0.Add(-time.Minute)},
 			},
-			holds: []Hold{{Object: vs("shop", "reviews"), Reason: "istiod istiod-1"}, {Istiod: "istiod-1", Reason: "istiod/istiod-1"}},
+			holds: []Hold{{Object: vs("shop", "reviews"), Reason: "istiod istiod-1 cannot be read"}, {Istiod: "istiod-1", Reason: "istiod/istiod-1"}},
 		},
 		{
 			name: "a proxy rejecting config no change explains, seen by two istiods, is one finding",

@@ -54,7 +54,6 @@ findings:
   resolveAfter: 5m        # a problem gone for less keeps its finding
   keepResolved: 1h        # resolved findings stay listed this long
   signalWindow: 10m       # an istiod counter increase keeps its finding this long
-  maxClockOffset: 2s      # MD0306 threshold
   for: {MD0103: 30m}      # override a code's for duration
   ignore:                 # every set field must match
   - {code: MD0203, namespace: legacy}
