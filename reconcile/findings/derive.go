@@ -67,7 +67,7 @@ const maxListed = 3
 // last seen by the store and their findings are held; a change an unreachable istiod may
 // serve gives MD0204 and its other findings are held.
 func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
-	d := deriver{byKey: map[problemKey]int{}, supp: newSuppression(snap, cfg.Ignore), cfg: cfg.WithDefaults()}
+	d := deriver{byKey: map[problemKey]int{}, supp: newSuppression(snap, cfg.Ignore)}
 	owners := newOwnerIndex(snap.Apps)
 	d.apps(snap, owners)
 	explained := rejecting(snap.Istiods, increases)
@@ -87,7 +87,6 @@ type problemKey struct {
 type deriver struct {
 	// unexplained counts the rejecting proxies no NACKed change explains yet.
 	unexplained int
-	cfg         Config
 	supp        suppression
 	byKey       map[problemKey]int
 	out         Result
