@@ -440,13 +440,13 @@ func (d *deriver) sources(snap reconcile.Snapshot) {
 	}
 }
 
-// sourceHold holds the findings a dark source would otherwise let resolve: "argocd" (and
-// "argocd/<api server>") its Argo CD apps, "flux/<Kind>" that kind's Flux apps, "mesh"
-// the drift of suspended apps, which it observes.
+// sourceHold holds the findings a dark source would otherwise let resolve: "argocd" (the
+// watch) and "argocd-api" (the API server poller) their Argo CD apps, "flux/<Kind>" that
+// kind's Flux apps, "mesh" the drift of suspended apps, which it observes.
 func sourceHold(name string) (Hold, bool) {
 	first, rest, _ := strings.Cut(name, "/")
 	switch {
-	case reconcile.Source(first) == reconcile.SourceArgoCD:
+	case strings.HasPrefix(first, string(reconcile.SourceArgoCD)):
 		return Hold{AppSource: reconcile.SourceArgoCD, Reason: name}, true
 	case reconcile.Source(first) == reconcile.SourceFlux:
 		return Hold{AppSource: reconcile.SourceFlux, AppKind: rest, Reason: name}, true

@@ -178,18 +178,21 @@ func TestDerive(t *testing.T) {
 			name: "sources down hold their apps; flux CRD not installed is MD0402, not an outage",
 			snap: reconcile.Snapshot{Sources: []reconcile.SourceStatus{
 				{Name: "argocd", Up: false, Error: "forbidden", Since: t0.Add(-time.Hour)},
+				{Name: "argocd-api", Up: false, Error: "401", Since: t0.Add(-time.Hour)},
 				{Name: "flux/HelmRelease", Up: true, NotInstalled: true, Error: "helmreleases.helm.toolkit.fluxcd.io not served", Since: t0.Add(-time.Hour)},
 				{Name: "flux/Kustomization", Up: false, Error: "timeout", Since: t0},
 				{Name: "mesh", Up: false, Error: "timeout", Since: t0},
 			}},
 			want: []Problem{
 				{Code: CodeSourceUnreachable, Subject: Subject{Source: "argocd"}, Evidence: "forbidden", StartsAt: t0.Add(-time.Hour)},
+				{Code: CodeSourceUnreachable, Subject: Subject{Source: "argocd-api"}, Evidence: "401", StartsAt: t0.Add(-time.Hour)},
 				{Code: CodeSourceUnreachable, Subject: Subject{Source: "flux/Kustomization"}, Evidence: "timeout", StartsAt: t0},
 				{Code: CodeSourceUnreachable, Subject: Subject{Source: "mesh"}, Evidence: "timeout", StartsAt: t0},
 				{Code: CodeSourceNotInstalled, Subject: Subject{Source: "flux/HelmRelease"}, Evidence: "helmreleases.helm.toolkit.fluxcd.io not served", StartsAt: t0.Add(-time.Hour)},
 			},
 			holds: []Hold{
 				{AppSource: reconcile.SourceArgoCD, Reason: "argocd"},
+				{AppSource: reconcile.SourceArgoCD, Reason: "argocd-api"},
 				{AppSource: reconcile.SourceFlux, AppKind: "Kustomization", Reason: "flux/Kustomization"},
 				{Code: CodeAppSuspendedDrift, Reason: "mesh"},
 			},
