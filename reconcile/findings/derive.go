@@ -187,11 +187,16 @@ func (d *deriver) apps(snap reconcile.Snapshot, owners ownerIndex) {
 	}
 	for _, a := range snap.Apps {
 		subj := Subject{App: a.Key}
-		if a.Suspended || a.State == reconcile.AppSuspended {
+		suspended := a.Suspended || a.State == reconcile.AppSuspended
+		if suspended {
 			if p, ok := suspendedDrift(a, edits[a.Key]); ok {
 				d.add(p)
 			}
-			continue
+			// An Argo CD app without automated sync still fails or degrades when someone
+			// syncs it; being out of sync is what it is meant to be until then.
+			if a.State != reconcile.AppFailed {
+				continue
+			}
 		}
 		switch a.State {
 		case reconcile.AppFailed:

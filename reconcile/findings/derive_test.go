@@ -90,6 +90,18 @@ func TestDerive(t *testing.T) {
 			},
 		},
 		{
+			name: "an argo cd app without automated sync still fails; a suspended flux app does not",
+			snap: reconcile.Snapshot{Apps: []reconcile.App{
+				{Key: argoKey("manual"), Suspended: true, DesiredRevision: "abc", State: reconcile.AppFailed, Reason: "Failed", Message: "one or more objects failed to apply"},
+				{Key: argoKey("manual-oos"), Suspended: true, State: reconcile.AppOutOfSync, Reason: "OutOfSync"},
+				{Key: fluxKey("apps"), Suspended: true, State: reconcile.AppSuspended, Reason: "Suspended"},
+			}},
+			want: []Problem{
+				{Code: CodeAppSyncFailed, Subject: Subject{App: argoKey("manual"), Revision: "abc"}, Evidence: "Failed: one or more objects failed to apply"},
+				{Code: CodeAppSuspendedDrift, Subject: Subject{App: argoKey("manual-oos")}, Evidence: "app out of sync"},
+			},
+		},
+		{
 			name: "out of sync",
 			snap: reconcile.Snapshot{Apps: []reconcile.App{{Key: argoKey("shop"), State: reconcile.AppOutOfSync, Reason: "OutOfSync"}}},
 			want: []Problem{{Code: CodeAppOutOfSync, Subject: Subject{App: argoKey("shop")}, Evidence: "OutOfSync"}},
