@@ -40,6 +40,10 @@ func (e Entry) Anchor() string { return strings.ToLower(string(e.Code)) }
 // DocPath is where the generated catalog lives in the repository.
 const DocPath = "docs/findings.md"
 
+// DocURL links to a code's section of the catalog page, given where that page is served
+// (a runbook_url for alerts), e.g. DocURL("https://example.com/docs/findings.md", "MD0201").
+func DocURL(page string, c Code) string { return page + "#" + strings.ToLower(string(c)) }
+
 // Codes meshdrift derives.
 const (
 	CodeAppSyncFailed       Code = "MD0101"

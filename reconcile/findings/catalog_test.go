@@ -71,3 +71,10 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDocURL(t *testing.T) {
+	e, _ := Lookup(CodeChangeNACKed)
+	if got := DocURL("https://meshdrift.io/docs/findings.md", e.Code); got != "https://meshdrift.io/docs/findings.md#"+e.Anchor() || e.Anchor() != "md0201" {
+		t.Fatalf("DocURL = %q, anchor %q", got, e.Anchor())
+	}
+}
