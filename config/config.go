@@ -25,6 +25,7 @@ type Config struct {
 	Istio      IstioConfig     `json:"istio"`
 	Reconcile  ReconcileConfig `json:"reconcile"`
 	Findings   FindingsConfig  `json:"findings"`
+	Alerting   AlertingConfig  `json:"alerting"`
 }
 
 // ServerConfig is meshdrift's own HTTP server: metrics, health, status API, Flux webhooks.
@@ -84,6 +85,10 @@ type IstioConfig struct {
 	TokenFile    string   `json:"tokenFile,omitempty"`
 	CAFile       string   `json:"caFile,omitempty"`
 	PollInterval Duration `json:"pollInterval"`
+	// AllowInsecureTokenOverHTTP lets the http transport send the istio-ca token in clear
+	// text to istiods that are not on loopback; default false: they are read without it
+	// (and istiod, with debug-endpoint auth on, refuses them). Only for transport http.
+	AllowInsecureTokenOverHTTP bool `json:"allowInsecureTokenOverHTTP,omitempty"`
 }
 
 // ReconcileConfig tunes how observations become findings.
@@ -91,6 +96,52 @@ type ReconcileConfig struct {
 	// StaleGrace is how long a proxy may leave a change un-ACKed before it is stale.
 	StaleGrace Duration `json:"staleGrace"`
 }
+
+// AlertingConfig is where findings are delivered.
+type AlertingConfig struct {
+	Alertmanager AlertmanagerConfig `json:"alertmanager"`
+}
+
+// AlertmanagerConfig is the Alertmanager set findings are sent to; no URLs, no sending.
+type AlertmanagerConfig struct {
+	// URLs are the base URLs of every member of the Alertmanager set (each gets every alert).
+	URLs []string `json:"urls,omitempty"`
+	// ResendInterval: firing findings are sent again this often; alerts end 4x this ahead.
+	ResendInterval Duration `json:"resendInterval"`
+	// Timeout bounds one POST to one Alertmanager.
+	Timeout Duration `json:"timeout"`
+	// QueueCapacity bounds the findings waiting per Alertmanager during an outage.
+	QueueCapacity int `json:"queueCapacity"`
+	// Cluster is the cluster label of every alert; empty leaves it out.
+	Cluster string `json:"cluster,omitempty"`
+	// ExternalURL is meshdrift's page as people reach it; alerts link to <externalURL>/findings/<id>.
+	ExternalURL string `json:"externalURL,omitempty"`
+	// RunbookURL is the findings catalog page; runbook_url is <runbookURL>#<code>.
+	RunbookURL string `json:"runbookURL"`
+	// BasicAuth and BearerTokenFile are exclusive; their files are re-read when they change.
+	BasicAuth       *BasicAuthConfig `json:"basicAuth,omitempty"`
+	BearerTokenFile string           `json:"bearerTokenFile,omitempty"`
+	TLS             TLSConfig        `json:"tls,omitempty"`
+}
+
+// BasicAuthConfig is a user name and a file holding the password.
+type BasicAuthConfig struct {
+	Username     string `json:"username"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// TLSConfig verifies a server, and optionally presents a client certificate.
+type TLSConfig struct {
+	CAFile     string `json:"caFile,omitempty"`
+	CertFile   string `json:"certFile,omitempty"`
+	KeyFile    string `json:"keyFile,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify disables verification; for test beds only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// DefaultRunbookURL is the findings catalog in meshdrift's repository.
+const DefaultRunbookURL = "https://github.com/meshdrift/meshdrift/blob/main/docs/findings.md"
 
 // Transports istiod can be read over.
 const (
@@ -114,6 +165,10 @@ func Default() Config {
 		},
 		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
 		Findings:  defaultFindings(),
+		Alerting: AlertingConfig{Alertmanager: AlertmanagerConfig{
+			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
+			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
+		}},
 	}
 }
 
@@ -191,6 +246,9 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("istio.monitoringAddresses %q: %w", a, err))
 			}
 		}
+		if i.AllowInsecureTokenOverHTTP && i.Transport != TransportHTTP {
+			errs = append(errs, fmt.Errorf("istio.allowInsecureTokenOverHTTP: only applies to transport %s, not %s", TransportHTTP, i.Transport))
+		}
 		if i.PollInterval.D() < time.Second {
 			errs = append(errs, fmt.Errorf("istio.pollInterval %s: must be at least 1s", i.PollInterval))
 		}
@@ -199,7 +257,56 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
 	}
 	errs = append(errs, c.Findings.validate()...)
+	errs = append(errs, c.Alerting.Alertmanager.validate()...)
 	return errors.Join(errs...)
+}
+
+func (a AlertmanagerConfig) validate() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, u := range a.URLs {
+		p, err := url.Parse(u)
+		switch {
+		case err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "":
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must be an http(s) URL", u))
+		case p.User != nil:
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must not contain credentials; use basicAuth", p.Redacted()))
+		case p.RawQuery != "" || p.Fragment != "":
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must be a base URL without query or fragment", u))
+		case seen[u]:
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: listed twice", u))
+		}
+		seen[u] = true
+	}
+	if a.ResendInterval.D() < time.Second {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.resendInterval %s: must be at least 1s", a.ResendInterval))
+	}
+	if a.Timeout.D() <= 0 || a.Timeout.D() > a.ResendInterval.D() {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.timeout %s: must be positive and at most resendInterval (%s)", a.Timeout, a.ResendInterval))
+	}
+	if a.QueueCapacity < 1 {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.queueCapacity %d: must be at least 1", a.QueueCapacity))
+	}
+	for name, u := range map[string]string{"externalURL": a.ExternalURL, "runbookURL": a.RunbookURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.%s %q: must be an http(s) URL", name, u))
+		}
+	}
+	if b := a.BasicAuth; b != nil {
+		if b.Username == "" || b.PasswordFile == "" {
+			errs = append(errs, errors.New("alerting.alertmanager.basicAuth: username and passwordFile are required"))
+		}
+		if a.BearerTokenFile != "" {
+			errs = append(errs, errors.New("alerting.alertmanager: basicAuth and bearerTokenFile are exclusive"))
+		}
+	}
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("alerting.alertmanager.tls: certFile and keyFile go together"))
+	}
+	return errs
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s") in YAML.

@@ -13,15 +13,19 @@ import (
 // Every bad file is paired with the error it must produce.
 func TestBadConfigs(t *testing.T) {
 	cases := map[string]string{
-		"unknown-field.bad.yml":       `unknown field "listenAdress"`,
-		"bad-transport.bad.yml":       `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
-		"bad-duration.bad.yml":        `duration 10: must be a string such as "30s"`,
-		"argocd-no-token.bad.yml":     "argocd.apiServer.tokenFile is required",
-		"short-poll.bad.yml":          "istio.pollInterval 100ms: must be at least 1s",
-		"monitoring-count.bad.yml":    "istio.monitoringAddresses: 1 given for 2 addresses",
-		"findings-code.bad.yml":       "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
-		"findings-empty-rule.bad.yml": "findings.ignore[0]: set at least one of code, namespace, app",
-		"findings-resolve.bad.yml":    "findings.resolveAfter 0s: must be positive",
+		"unknown-field.bad.yml":    `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":    `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":     `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
+		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"token-over-xds.bad.yml":   "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
+		// The password must not be echoed back in the error.
+		"alertmanager-credentials-in-url.bad.yml": `alerting.alertmanager.urls "https://admin:xxxxx@alertmanager.monitoring:9093": must not contain credentials; use basicAuth`,
+		"alertmanager-two-auths.bad.yml":          "alerting.alertmanager: basicAuth and bearerTokenFile are exclusive",
+		"findings-code.bad.yml":                   "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
+		"findings-empty-rule.bad.yml":             "findings.ignore[0]: set at least one of code, namespace, app",
+		"findings-resolve.bad.yml":                "findings.resolveAfter 0s: must be positive",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -66,6 +70,14 @@ func TestGoodConfig(t *testing.T) {
 	if cfg.Istio.Namespace != "istio-system" {
 		t.Errorf("istio.namespace = %q, want the default", cfg.Istio.Namespace)
 	}
+	am := cfg.Alerting.Alertmanager
+	if len(am.URLs) != 2 || am.ResendInterval.D() != 30*time.Second || am.Cluster != "prod-eu-1" ||
+		am.BasicAuth == nil || am.BasicAuth.PasswordFile != "/var/run/secrets/alertmanager/password" {
+		t.Errorf("alerting.alertmanager = %+v", am)
+	}
+	if am.Timeout.D() != 10*time.Second || am.QueueCapacity != 10000 || am.RunbookURL != DefaultRunbookURL {
+		t.Errorf("alerting.alertmanager defaults lost: %+v", am)
+	}
 }
 
 func TestEmptyFileIsDefault(t *testing.T) {
@@ -85,5 +97,19 @@ func TestEmptyFileIsDefault(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The istio-ca token goes in clear text to a non-loopback istiod only when the file says so.
+func TestAllowInsecureTokenOverHTTP(t *testing.T) {
+	if Default().Istio.AllowInsecureTokenOverHTTP {
+		t.Fatal("allowed by default")
+	}
+	cfg, err := Parse([]byte("istio: {transport: http, allowInsecureTokenOverHTTP: true}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Istio.AllowInsecureTokenOverHTTP {
+		t.Error("not set")
 	}
 }
