@@ -131,7 +131,7 @@ var catalog = []Entry{
 	},
 	{
 		Code: CodeIstiodRestricted, Name: "IstiodViewRestricted", Severity: SeverityWarning, For: 0,
-		Summary:     "meshdrift's view of istiod {istiod} is restricted: {evidence}",
+		Summary:     "istiod {istiod} {detail} to meshdrift: {evidence}",
 		Description: "istiod answers, but does not show meshdrift everything (debug endpoint authorization limits it to some namespaces, or a transport lacks fields), so some findings cannot be derived for the proxies it hides.",
 		Remedy:      "Follow the fix in the evidence: usually run meshdrift in a namespace istiod trusts for debug access, or use another transport.",
 	},

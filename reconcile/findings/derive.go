@@ -347,8 +347,11 @@ func (d *deriver) changes(snap reconcile.Snapshot, owners ownerIndex, explained 
 
 func (d *deriver) istiods(snap reconcile.Snapshot, explained map[proxyKey]bool, increases []Increase) {
 	for _, v := range snap.Istiods {
-		if ev, ok := restriction(v); ok {
-			d.add(Problem{Code: CodeIstiodRestricted, Subject: Subject{Istiod: v.Istiod}, Evidence: ev, StartsAt: v.ObservedAt})
+		if r := v.Restriction; r != nil {
+			d.add(Problem{Code: CodeIstiodRestricted, Subject: Subject{Istiod: v.Istiod}, StartsAt: v.ObservedAt,
+				Detail: restrictionDetail(*r), Evidence: joinNonEmpty("; fix: ", r.Reason, r.Fix)})
+			// The proxies it hides may still reject config: their findings are held.
+			d.out.Holds = append(d.out.Holds, Hold{Code: CodeProxyRejecting, Reason: "istiod " + v.Istiod + " view restricted"})
 		}
 		if ev, ok := clockProblem(v); ok {
 			d.add(Problem{Code: CodeIstiodClockOffset, Subject: Subject{Istiod: v.Istiod}, Evidence: ev})
@@ -389,12 +392,19 @@ func (d *deriver) istiods(snap reconcile.Snapshot, explained map[proxyKey]bool, 
 }
 
 // unknownBecause says why a change's propagation is unknown: the istiods that could not
-// be read.
+// be read, or that show only part of their proxies.
 func unknownBecause(p reconcile.Propagation) string {
-	if len(p.Unreachable) == 0 {
+	var why []string
+	if len(p.Unreachable) > 0 {
+		why = append(why, "istiod "+strings.Join(p.Unreachable, ", ")+" cannot be read")
+	}
+	if len(p.Restricted) > 0 {
+		why = append(why, "the view of istiod "+strings.Join(p.Restricted, ", ")+" is restricted")
+	}
+	if len(why) == 0 {
 		return "an istiod view is incomplete"
 	}
-	return "istiod " + strings.Join(p.Unreachable, ", ") + " cannot be read"
+	return strings.Join(why, "; ")
 }
 
 // rejectedObject names the config of a pilot_total_rejected_configs series: its type label
@@ -407,9 +417,16 @@ func rejectedObject(inc Increase) reconcile.ObjectRef {
 	return ref
 }
 
-// restriction says whether an istiod shows meshdrift less than everything, and how to fix
-// it. IstiodView does not carry that yet; when it does, this is the one place to read it.
-func restriction(reconcile.IstiodView) (evidence string, restricted bool) { return "", false }
+// restrictionDetail: "shows 3 of 50 proxies", "refused the debug request".
+func restrictionDetail(r reconcile.ViewRestriction) string {
+	switch {
+	case r.Denied:
+		return "refused the debug request"
+	case r.Visible >= 0 && r.Connected >= 0:
+		return fmt.Sprintf("shows %d of %d proxies", r.Visible, r.Connected)
+	}
+	return "shows only part of its proxies"
+}
 
 // clockProblem says whether istiod's clock is off from meshdrift's by more than the
 // verdicts tolerate, as the store judges it from its reads. IstiodView does not carry that

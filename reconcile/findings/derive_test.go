@@ -178,6 +178,25 @@ func TestDerive(t *testing.T) {
 			holds: []Hold{{Object: vs("shop", "reviews"), Reason: "istiod istiod-1 cannot be read"}, {Istiod: "istiod-1", Reason: "istiod/istiod-1"}},
 		},
 		{
+			name: "restricted view: MD0302 with the fix, the change is unknown, proxy findings held",
+			snap: reconcile.Snapshot{
+				Istiods: []reconcile.IstiodView{{Istiod: "istiod-0", ObservedAt: t0, Restriction: &reconcile.ViewRestriction{
+					Reason: "istiod shows only the proxies of meshdrift's own namespace", Fix: "add meshdrift-system to DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES",
+					Visible: 0, Connected: 50}}},
+				Changes: []reconcile.Propagation{{Change: reconcile.MeshChange{Ref: vs("shop", "reviews"), ObservedAt: changeAt},
+					State: reconcile.PropagationUnknown, Restricted: []string{"istiod-0"}}},
+			},
+			want: []Problem{
+				{Code: CodeChangeUnknown, Subject: Subject{Object: vs("shop", "reviews")}, StartsAt: changeAt, Detail: "the view of istiod istiod-0 is restricted"},
+				{Code: CodeIstiodRestricted, Subject: Subject{Istiod: "istiod-0"}, StartsAt: t0, Detail: "shows 0 of 50 proxies",
+					Evidence: "istiod shows only the proxies of meshdrift's own namespace; fix: add meshdrift-system to DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES"},
+			},
+			holds: []Hold{
+				{Object: vs("shop", "reviews"), Reason: "the view of istiod istiod-0 is restricted"},
+				{Code: CodeProxyRejecting, Reason: "istiod istiod-0 view restricted"},
+			},
+		},
+		{
 			name: "a proxy rejecting config no change explains, seen by two istiods, is one finding",
 			snap: reconcile.Snapshot{Istiods: []reconcile.IstiodView{
 				{Istiod: "istiod-0", Proxies: []reconcile.ProxyStatus{errProxy("old-envoy.legacy", t0.Add(-3*time.Minute), "unknown field")}},
