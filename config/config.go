@@ -24,6 +24,7 @@ type Config struct {
 	Flux       FluxConfig      `json:"flux"`
 	Istio      IstioConfig     `json:"istio"`
 	Reconcile  ReconcileConfig `json:"reconcile"`
+	Findings   FindingsConfig  `json:"findings"`
 	Alerting   AlertingConfig  `json:"alerting"`
 }
 
@@ -176,6 +177,7 @@ func Default() Config {
 			CAFile: "/var/run/secrets/istio/root-cert.pem", PollInterval: Duration(10 * time.Second),
 		},
 		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
+		Findings:  defaultFindings(),
 		Alerting: AlertingConfig{Alertmanager: AlertmanagerConfig{
 			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
 			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
@@ -275,6 +277,7 @@ func (c Config) Validate() error {
 	if c.Reconcile.StaleGrace.D() <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
 	}
+	errs = append(errs, c.Findings.validate()...)
 	errs = append(errs, c.Alerting.Alertmanager.validate()...)
 	return errors.Join(errs...)
 }

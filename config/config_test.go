@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 // Every bad file is paired with the error it must produce.
@@ -25,6 +27,9 @@ func TestBadConfigs(t *testing.T) {
 		// The password must not be echoed back in the error.
 		"alertmanager-credentials-in-url.bad.yml": `alerting.alertmanager.urls "https://admin:xxxxx@alertmanager.monitoring:9093": must not contain credentials; use basicAuth`,
 		"alertmanager-two-auths.bad.yml":          "alerting.alertmanager: basicAuth and bearerTokenFile are exclusive",
+		"findings-code.bad.yml":                   "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
+		"findings-empty-rule.bad.yml":             "findings.ignore[0]: set at least one of code, namespace, app",
+		"findings-resolve.bad.yml":                "findings.resolveAfter 0s: must be positive",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -56,6 +61,14 @@ func TestGoodConfig(t *testing.T) {
 	}
 	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
 		t.Errorf("istio = %+v", cfg.Istio)
+	}
+	f := cfg.Findings.Engine()
+	if f.ResolveAfter != 10*time.Minute || f.For["MD0103"] != 30*time.Minute || len(f.Ignore) != 2 ||
+		f.Ignore[0] != (findings.IgnoreRule{Code: "MD0203", Namespace: "legacy"}) || f.Ignore[1].App != "flux-system/experiments" {
+		t.Errorf("findings = %+v", f)
+	}
+	if f.KeepResolved != findings.DefaultKeepResolved {
+		t.Errorf("findings.keepResolved = %s, want the default", f.KeepResolved)
 	}
 	// Unset fields keep their defaults.
 	if cfg.Istio.Namespace != "istio-system" {
