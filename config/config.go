@@ -113,6 +113,16 @@ type ReconcileConfig struct {
 // AlertingConfig is where findings are delivered.
 type AlertingConfig struct {
 	Alertmanager AlertmanagerConfig `json:"alertmanager"`
+	Events       EventsConfig       `json:"events"`
+}
+
+// EventsConfig writes Kubernetes Events about findings on the mesh object and on the
+// owning Argo CD Application or Flux Kustomization/HelmRelease.
+type EventsConfig struct {
+	Enabled bool `json:"enabled"`
+	// ResendInterval: a firing finding's Event is written again this often. client-go ends
+	// an Event series after 6 minutes without a delivery, so this stays below that.
+	ResendInterval Duration `json:"resendInterval"`
 }
 
 // AlertmanagerConfig is the Alertmanager set findings are sent to; no URLs, no sending.
@@ -178,7 +188,7 @@ func Default() Config {
 		},
 		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
 		Findings:  defaultFindings(),
-		Alerting: AlertingConfig{Alertmanager: AlertmanagerConfig{
+		Alerting: AlertingConfig{Events: EventsConfig{Enabled: true, ResendInterval: Duration(5 * time.Minute)}, Alertmanager: AlertmanagerConfig{
 			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
 			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
 		}},
@@ -279,6 +289,9 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Findings.validate()...)
 	errs = append(errs, c.Alerting.Alertmanager.validate()...)
+	if e := c.Alerting.Events; e.Enabled && (e.ResendInterval.D() < time.Second || e.ResendInterval.D() >= 6*time.Minute) {
+		errs = append(errs, fmt.Errorf("alerting.events.resendInterval %s: must be at least 1s and under 6m (client-go ends an Event series after 6m without a delivery)", e.ResendInterval))
+	}
 	return errors.Join(errs...)
 }
 

@@ -59,6 +59,12 @@ func istiodOptions(name string) testbed.IstiodOptions {
 // with a meshdrift-system token (the shipped defaults), and runs it until the test ends.
 func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istiod) *app {
 	t.Helper()
+	return startMeshdriftWith(t, grace, nil, istiods...)
+}
+
+// startMeshdriftWith is startMeshdrift with the configuration changed by edit first.
+func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Kubeconfig = bed.kube.Kubeconfig
 	cfg.Flux.Receiver.Enabled = false
@@ -71,6 +77,9 @@ func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istio
 		cfg.Istio.CAFile = i.RootCertFile // one root for the bed's istiods
 	}
 	cfg.Istio.TokenFile = bed.tokenFile
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "meshdrift wait: %v\n", err)
 		return exitUsage
 	}
-	a, err := wire(cfg, log)
+	a, err := wire(readOnly(cfg), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshdrift wait: %v\n", err)
 		return exitProblem
