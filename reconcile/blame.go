@@ -232,6 +232,10 @@ func (b *blame) reaches(proxyID, proxyType string) bool {
 		if !exportedTo(r.ExportTo, b.ns, pns) {
 			return false
 		}
+		if r.Selector && pns != b.ns {
+			// A DestinationRule's workloadSelector picks workloads of its own namespace.
+			return false
+		}
 		if b.change.Ref.Kind != "VirtualService" {
 			return true
 		}
@@ -438,26 +442,41 @@ type attribution struct {
 // attribute splits what a proxy reports since from into what the change can explain and
 // what is concurrent with it. events are the proxy's streamed NACKs since from.
 func (b *blame) attribute(istiod string, px ProxyStatus, events []NACKEvent, from time.Time) attribution {
-	var a attribution
+	a := attribution{own: px}
 	inReach := b.reaches(px.ID, px.ProxyType)
-	a.own = px
-	a.own.Types = nil
+	// Types not sent since from say nothing about the change; the others are kept when
+	// the change can explain them. Most proxies keep every type: no copy then.
+	keep := func(t XDSStatus) bool {
+		if t.SentAt.Before(from) {
+			return true
+		}
+		if !inReach || !b.typeApplies(t.TypeURL) {
+			return false
+		}
+		return t.State != StateError || b.causes(t.Error)
+	}
 	stale := false
+	drop := false
 	for _, t := range px.Types {
-		if !b.typeApplies(t.TypeURL) || !inReach {
-			if t.State == StateError && !t.SentAt.Before(from) {
-				a.concurrent = append(a.concurrent, ProxyOutcome{Proxy: px.ID, Istiod: istiod, State: PropagationNACKed, Error: t.Error})
-			}
-			continue
-		}
-		if t.State == StateError && !t.SentAt.Before(from) && !b.causes(t.Error) {
-			a.concurrent = append(a.concurrent, b.outcome(istiod, px.ID, PropagationNACKed, t.Error))
-			continue
-		}
-		if b.settled && !t.SentAt.Before(from) && t.State != StateSynced && t.State != StateError {
+		if !keep(t) {
+			drop = true
+		} else if b.settled && !t.SentAt.Before(from) && t.State != StateSynced && t.State != StateError {
 			stale = true
 		}
-		a.own.Types = append(a.own.Types, t)
+	}
+	if drop {
+		a.own.Types = make([]XDSStatus, 0, len(px.Types))
+		for _, t := range px.Types {
+			switch {
+			case keep(t):
+				a.own.Types = append(a.own.Types, t)
+			case t.State != StateError:
+			case inReach && b.typeApplies(t.TypeURL):
+				a.concurrent = append(a.concurrent, b.outcome(istiod, px.ID, PropagationNACKed, t.Error))
+			default:
+				a.concurrent = append(a.concurrent, ProxyOutcome{Proxy: px.ID, Istiod: istiod, State: PropagationNACKed, Error: t.Error})
+			}
+		}
 	}
 	if stale {
 		// A baseline object settled long before meshdrift started: a proxy that has not

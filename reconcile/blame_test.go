@@ -315,6 +315,8 @@ func TestBlameReach(t *testing.T) {
 		{"exportTo ~", exported("~"), "a.payments", "", false},
 		{"exportTo *", exported("*"), "a.shop", "", true},
 		{"exportTo default", exported(), "a.shop", "", true},
+		{"DestinationRule workloadSelector: own namespace only", MeshChange{Ref: drRef, Reach: Reach{Known: true, Selector: true}}, "a.shop", "", false},
+		{"DestinationRule workloadSelector: own namespace", MeshChange{Ref: drRef, Reach: Reach{Known: true, Selector: true}}, "a.payments", "", true},
 		{"policy in its namespace", policy("shop", false), "a.shop", "sidecar", true},
 		{"policy in another namespace", policy("shop", false), "a.payments", "sidecar", false},
 		{"policy in the root namespace is mesh-wide", policy("istio-system", true), "a.payments", "router", true},
