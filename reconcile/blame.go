@@ -434,6 +434,10 @@ type attribution struct {
 	own ProxyStatus
 	// streamed is the text of a NACK from istiod's stream the change can explain.
 	streamed string
+	// pushed is set when istiod sent the proxy anything since from, whether the change
+	// can explain it or not: istiod had processed config after the change, which is all
+	// "not pushed" asks.
+	pushed bool
 	// concurrent are the proxy's NACKs (and, for a settled baseline change, its silence)
 	// that the change cannot explain.
 	concurrent []ProxyOutcome
@@ -458,6 +462,9 @@ func (b *blame) attribute(istiod string, px ProxyStatus, events []NACKEvent, fro
 	stale := false
 	drop := false
 	for _, t := range px.Types {
+		if !t.SentAt.Before(from) {
+			a.pushed = true
+		}
 		if !keep(t) {
 			drop = true
 		} else if b.settled && !t.SentAt.Before(from) && t.State != StateSynced && t.State != StateError {

@@ -52,6 +52,7 @@ func TestBlame(t *testing.T) {
 		settled    bool
 		proxies    []ProxyStatus
 		nacks      []NACKEvent
+		now        time.Duration
 		want       PropagationState
 		targeted   int
 		outcomes   []ProxyOutcome
@@ -107,6 +108,15 @@ func TestBlame(t *testing.T) {
 			want:       PropagationPropagated,
 			targeted:   1,
 			concurrent: []ProxyOutcome{{Proxy: "cart-1.shop", Istiod: "istiod-a", State: PropagationNACKed, Error: anonymous}},
+		},
+		{
+			name:   "pushed only to proxies out of reach: pushed to nobody in reach, not unpushed",
+			change: vsLocal,
+			proxies: []ProxyStatus{
+				sent("cart-1.shop", "sidecar", after, nil, cds, lds, rds),
+			},
+			now:  time.Minute,
+			want: PropagationPropagated,
 		},
 		{
 			name:   "a gateway-only VirtualService does not reach sidecars, only gateways",
@@ -200,7 +210,11 @@ func TestBlame(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := &trackedChange{change: tc.change, settled: tc.settled}
 			v := view("istiod-a", "", tc.proxies...)
-			got := ch.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{"istiod-a": v}, tc.nacks, nil, t0.Add(2*time.Second))
+			now := tc.now
+			if now == 0 {
+				now = 2 * time.Second
+			}
+			got := ch.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{"istiod-a": v}, tc.nacks, nil, t0.Add(now))
 			if got.State != tc.want || got.Targeted != tc.targeted {
 				t.Errorf("state %s targeted %d, want %s targeted %d", got.State, got.Targeted, tc.want, tc.targeted)
 			}

@@ -162,6 +162,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			key := proxyKey{name, px.ID}
 			att := b.attribute(name, px, nacked[key], from)
 			p.Concurrent = append(p.Concurrent, att.concurrent...)
+			pushedSince = pushedSince || att.pushed
 			state, errText, first, targeted := proxyOutcome(att.own, from)
 			if att.streamed != "" {
 				state, errText, targeted = PropagationNACKed, att.streamed, true
