@@ -264,7 +264,7 @@ func (b *blame) reaches(proxyID, proxyType string) bool {
 		}
 		for _, g := range r.Gateways {
 			if g == "mesh" {
-				if class == gatewaysOnly && proxyType != "waypoint" {
+				if class == gatewaysOnly {
 					continue
 				}
 				if pns == b.ns || slices.Contains(r.ServiceParentNamespaces, b.ns) {
@@ -285,11 +285,13 @@ func (b *blame) reaches(proxyID, proxyType string) bool {
 	return true
 }
 
+// classOf is istiod's proxy type as a class. A waypoint takes both mesh routes and
+// gateway config, so it counts as either.
 func classOf(proxyType string) proxyClass {
 	switch proxyType {
 	case "sidecar":
 		return sidecarsOnly
-	case "router", "waypoint":
+	case "router":
 		return gatewaysOnly
 	}
 	return anyProxy
