@@ -106,8 +106,35 @@ func TestBlameTwoAppsOneRejected(t *testing.T) {
 	// the proxy rejects.
 	rev2good := "main@sha1:" + strings.Repeat("2", 40)
 	rev2bad := "main@sha1:" + strings.Repeat("3", 40)
+	// Flux applies the two Kustomizations independently; the proxy holds its routes
+	// until istiod has pushed both, so that both changes are in flight when it answers.
+	p.SetTypeMode(xdsproxy.TypeRoute, xdsproxy.ModeSilent)
 	publish(good, rev2good, "good-route", "2s")
 	publish(bad, rev2bad, "bad-route-"+marker, "2s")
+	pushedBoth := func(s xdsproxy.Snapshot) bool {
+		rc := s.RouteConfigs()
+		goodPushed, badPushed := false, false
+		for _, vh := range rc["8080"].GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				goodPushed = goodPushed || (r.GetName() == "good-route" && r.GetRoute().GetTimeout().AsDuration() == 2*time.Second)
+			}
+		}
+		for _, vh := range rc["9080"].GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				badPushed = badPushed || r.GetName() == "bad-route-"+marker
+			}
+		}
+		return goodPushed && badPushed
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.WaitFor(waitCtx, pushedBoth); err != nil {
+		t.Fatalf("istiod did not push both revisions: %v\n%s", err, bed.flux.LogTail(10))
+	}
+	p.ClearTypeMode(xdsproxy.TypeRoute)
+	if err := p.AnswerPending(); err != nil {
+		t.Fatal(err)
+	}
 
 	gotBad := waitRollup(bad, rev2bad, 30*time.Second, func(r reconcile.Rollup) bool { return r.State == reconcile.PropagationNACKed })
 	named := false
@@ -132,6 +159,10 @@ func TestBlameTwoAppsOneRejected(t *testing.T) {
 	}
 	if !concurrent {
 		t.Errorf("the bad app's NACK is not shown as concurrent with the good app: %+v", gotGood.Concurrent)
+		logState(t, a, ns)
+	}
+	if !named {
+		logState(t, a, ns)
 	}
 	t.Logf("good: %s; bad: %s", gotGood.Summary(), gotBad.Summary())
 
@@ -205,6 +236,27 @@ func TestBlameBaselineNotHeldForPreexistingNACK(t *testing.T) {
 	for _, o := range orders.Proxies {
 		if o.Proxy != named.Name() || !o.Named {
 			t.Errorf("baseline object named by one proxy's error: %+v among its outcomes", o)
+		}
+	}
+}
+
+// logState logs what meshdrift holds of a namespace, for a failing test.
+func logState(t *testing.T, a *app, ns string) {
+	t.Helper()
+	s := a.store.Snapshot()
+	for _, c := range s.Changes {
+		if c.Change.Ref.Namespace == ns {
+			t.Logf("change %s gen %d observed %s: %s targeted %d proxies %+v concurrent %+v", c.Change.Ref, c.Change.Generation,
+				c.Change.ObservedAt.Format(time.RFC3339Nano), c.State, c.Targeted, c.Proxies, c.Concurrent)
+		}
+	}
+	for _, v := range s.Istiods {
+		for _, px := range v.Proxies {
+			if strings.HasSuffix(px.ID, "."+ns) {
+				for _, ty := range px.Types {
+					t.Logf("  %s %s %s sent %s %q", px.ID, reconcile.ShortType(ty.TypeURL), ty.State, ty.SentAt.Format(time.RFC3339Nano), ty.Error)
+				}
+			}
 		}
 	}
 }
