@@ -35,7 +35,10 @@
 // Times are compared, never push counters, because a restarted istiod starts its counter
 // again. Proxies that connect later are pushed in full and so count as targeted; a proxy
 // that disconnects vanishes from istiod's view and is not counted. While any istiod is
-// unreachable an unresolved change is Unknown, never propagated.
+// unreachable, or shows meshdrift fewer proxies than are connected to it (a restricted
+// view: debug-endpoint authorization hides other namespaces' proxies without an error),
+// an unresolved change is Unknown, never propagated and never "not pushed": the proxies
+// it hides may be the ones that have not ACKed. A NACK seen through it is still reported.
 //
 // Limits: a proxy that istiod sends nothing after a change (scoped out by a Sidecar or
 // exportTo) is indistinguishable from one the change does not concern, and is not counted;

@@ -406,6 +406,7 @@ func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, 
 		Deleted:         deleted,
 		Baseline:        baseline,
 		Reach:           reachOf(gk, u.GetNamespace(), u.Object, w.cfg.RootNamespace),
+		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
 	if live {
 		// The initial list is not counted: every restart would count every object again.

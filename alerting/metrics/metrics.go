@@ -28,6 +28,8 @@ var (
 		"Tracked mesh object changes by propagation state.", []string{"state"}, nil)
 	rollupsDesc = prometheus.NewDesc("meshdrift_app_propagation",
 		"GitOps app revisions by propagation state of their mesh objects.", []string{"source", "state"}, nil)
+	restrictedDesc = prometheus.NewDesc("meshdrift_istiod_views_restricted",
+		"istiod instances that show meshdrift fewer proxies than are connected to them, or refuse to show any (debug-endpoint authorization); propagation through them is Unknown.", nil, nil)
 )
 
 // Collector reports the store's current state.
@@ -40,7 +42,7 @@ func NewCollector(store Snapshotter) *Collector { return &Collector{store: store
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc} {
+	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc, restrictedDesc} {
 		ch <- d
 	}
 }
@@ -98,6 +100,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range rollups {
 		ch <- prometheus.MustNewConstMetric(rollupsDesc, prometheus.GaugeValue, v, k[0], k[1])
 	}
+
+	restricted := 0.0
+	for _, v := range s.Istiods {
+		if v.Restriction != nil {
+			restricted++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(restrictedDesc, prometheus.GaugeValue, restricted)
 }
 
 // worstState is a proxy's worst state over its types; a proxy with no type sent counts

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -25,7 +26,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
 		return exitUsage
 	}
-	a, err := wire(cfg, log)
+	a, err := wire(readOnly(cfg), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
 		return exitProblem
@@ -49,9 +50,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// A failed read is reported as a source that is down, which check prints.
 		_ = a.reader.ReadOnce(ctx)
 	}
-	a.store.Evaluate(time.Now())
+	now := time.Now()
+	a.store.Evaluate(now)
 	snap := a.store.Snapshot()
 	printSnapshot(stdout, snap)
+	printUnverified(stdout, snap)
+	printFindings(stdout, findings.Current(snap, cfg.Findings.Engine(), now))
 	if problems := snapshotProblems(snap); len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
 		for _, p := range problems {
@@ -63,11 +67,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// snapshotProblems lists what check fails on: unreachable sources, failing apps, proxies
-// in ERROR, and changes that were NACKed, went stale or were never pushed.
+// snapshotProblems lists what check fails on: unreachable sources, restricted istiod
+// views, failing apps, proxies in ERROR, and changes that were NACKed, went stale or were
+// never pushed.
 func snapshotProblems(s reconcile.Snapshot) []string {
-	var out []string
+	out, refused := restrictionProblems(s)
 	for _, src := range s.Sources {
+		if refused[src.Name] {
+			continue // said above, with the fix
+		}
 		if !src.Up {
 			out = append(out, fmt.Sprintf("source %s unreachable: %s", src.Name, src.Error))
 		}
@@ -167,4 +175,46 @@ func oneLine(s string) string {
 		return s[:117] + "..."
 	}
 	return s
+}
+
+// restrictionProblems reports every istiod that shows meshdrift only part of its proxies
+// (or refuses to show any): whatever else check prints about the mesh is then incomplete,
+// so it fails, with the fix. refused names the sources of istiods that refused outright,
+// whose "unreachable" line would only repeat it.
+func restrictionProblems(s reconcile.Snapshot) (out []string, refused map[string]bool) {
+	refused = map[string]bool{}
+	for _, v := range s.Istiods {
+		rs := v.Restriction
+		if rs == nil {
+			continue
+		}
+		if rs.Denied {
+			refused["istiod/"+v.Istiod] = true
+		}
+		out = append(out, fmt.Sprintf("restricted view of istiod %s, propagation Unknown: %s\n    fix: %s", v.Istiod, rs.Reason, rs.Fix))
+	}
+	return out, refused
+}
+
+// printUnverified notes istiods whose proxy list could not be checked for completeness:
+// not a failure, but what check says about them rests on istiod showing every proxy.
+func printUnverified(w io.Writer, s reconcile.Snapshot) {
+	for _, v := range s.Istiods {
+		if v.Unverified != "" && v.Restriction == nil {
+			fmt.Fprintf(w, "note: istiod %s: not checked that it shows every connected proxy: %s\n", v.Istiod, v.Unverified)
+		}
+	}
+}
+
+// printFindings lists the findings the same state would raise in serve, by code, so that a
+// pipeline's log names the catalog entry to read.
+func printFindings(w io.Writer, fs []findings.Finding) {
+	fmt.Fprintln(w, "\nFINDINGS")
+	if len(fs) == 0 {
+		fmt.Fprintln(w, "none")
+		return
+	}
+	for _, f := range fs {
+		fmt.Fprintf(w, "%s %s %s (%s): %s\n", f.Code, f.Severity, f.Name, f.State, oneLine(f.Summary))
+	}
 }
