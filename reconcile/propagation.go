@@ -50,8 +50,16 @@ type PropagationConfig struct {
 	// change comes after meshdrift saw it; a wider window would take a proxy's unrelated
 	// push just before the change (its connect, another change) for this one.
 	Slack time.Duration
-	// Retention is how long a propagated change stays listed (default 10 min).
+	// Retention is how long a propagated change stays listed, and a deletion in any state
+	// (default 10 min).
 	Retention time.Duration
+	// Recheck is how often a change in a final state (NACKed, Stale, NotPushed) is
+	// evaluated again when istiod reports something new, so that a fixed NACK resolves
+	// without every read re-evaluating every old change (default 10 s, istiod's poll).
+	Recheck time.Duration
+	// MaxChanges caps the changes held; beyond it the oldest propagated go first, then the
+	// oldest in other states (default 10,000).
+	MaxChanges int
 }
 
 func (c PropagationConfig) withDefaults() PropagationConfig {
@@ -63,6 +71,12 @@ func (c PropagationConfig) withDefaults() PropagationConfig {
 	}
 	if c.Retention <= 0 {
 		c.Retention = 10 * time.Minute
+	}
+	if c.Recheck <= 0 {
+		c.Recheck = 10 * time.Second
+	}
+	if c.MaxChanges <= 0 {
+		c.MaxChanges = 10000
 	}
 	return c
 }
@@ -96,10 +110,21 @@ type Propagation struct {
 // trackedChange is a change with its frozen outcome once propagated.
 type trackedChange struct {
 	change MeshChange
-	// firstPush is the earliest push after the change seen per proxy, for latency.
-	firstPush map[proxyKey]time.Time
+	// firstPush is the earliest push after the change seen per proxy (meshdrift's clock),
+	// for latency; only proxies still connected are kept.
+	firstPush map[proxyKey]firstPush
 	result    Propagation
 	resolved  bool
+	// evals counts evaluations; evaluatedAt and evaluatedSeq are the last one's time and
+	// the store's evidence sequence then.
+	evals        uint64
+	evaluatedAt  time.Time
+	evaluatedSeq uint64
+}
+
+type firstPush struct {
+	at   time.Time
+	eval uint64 // the evaluation that last saw the proxy targeted
 }
 
 // proxyKey names a proxy on one istiod.
@@ -108,17 +133,19 @@ type proxyKey struct{ istiod, proxy string }
 // evaluate computes a change's propagation from the latest istiod views.
 func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks []NACKEvent, down []string, now time.Time) Propagation {
 	c := tc.change
+	tc.evals++
+	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
 	from := c.ObservedAt.Add(-cfg.Slack)
 	p := Propagation{Change: c}
 	pushedSince := false
 	var latest time.Time
-	var nacked map[proxyKey]string
+	var nacked map[proxyKey]NACKEvent
 	for _, n := range nacks {
 		if !n.At.Before(from) {
 			if nacked == nil {
-				nacked = map[proxyKey]string{}
+				nacked = map[proxyKey]NACKEvent{}
 			}
-			nacked[proxyKey{n.Istiod, n.Proxy}] = n.Error
+			nacked[proxyKey{n.Istiod, n.Proxy}] = n
 		}
 	}
 	names := make([]string, 0, len(views))
@@ -129,25 +156,28 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	// Each istiod watches the API server itself, so one replica may have pushed while
 	// another has not yet: the change has propagated only once every istiod settled.
 	allSettled := true
+	unsure := false
 	for _, name := range names {
 		v := views[name]
+		win := windowFor(c, v.ClockOffset, cfg.Slack)
+		unsure = unsure || win.unsure
 		// Push versions have second resolution: a push in the second that contains
 		// from may be the one.
 		vt, hasVersion := pushVersionTime(v.PushVersion)
-		if hasVersion && vt.Add(time.Second).After(from) {
+		if hasVersion && vt.Add(time.Second).After(win.from) {
 			pushedSince = true
 		}
 		// A view read before the change says nothing about it. In a later one, a version
 		// from a later second than the change proves this istiod has pushed since (its
 		// version is global, even when no proxy of its was affected).
 		fresh := v.ObservedAt.After(c.ObservedAt)
-		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(c.ObservedAt)))) || now.Sub(c.ObservedAt) >= cfg.Grace
+		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(win.after)))) || now.Sub(c.ObservedAt) >= cfg.Grace
 		targetedHere := false
 		for _, px := range v.Proxies {
-			state, errText, first, targeted := proxyOutcome(px, from)
+			state, errText, first, targeted := proxyOutcome(px, win.from)
 			key := proxyKey{name, px.ID}
-			if e, ok := nacked[key]; ok {
-				state, errText, targeted = PropagationNACKed, e, true
+			if n, ok := nacked[key]; ok && !nackSuperseded(n, v, px) {
+				state, errText, targeted = PropagationNACKed, n.Error, true
 			}
 			if !targeted {
 				continue
@@ -155,17 +185,19 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			pushedSince, targetedHere = true, true
 			p.Targeted++
 			if !first.IsZero() {
+				first = first.Add(-win.offset) // meshdrift's clock, for latency
 				if tc.firstPush == nil {
-					tc.firstPush = map[proxyKey]time.Time{}
+					tc.firstPush = map[proxyKey]firstPush{}
 				}
-				if prev, ok := tc.firstPush[key]; !ok || first.Before(prev) {
-					tc.firstPush[key] = first
+				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) {
+					first = prev.at
 				}
+				tc.firstPush[key] = firstPush{at: first, eval: tc.evals}
 			}
 			switch state {
 			case PropagationPropagated:
 				p.ACKed++
-				if f := tc.firstPush[key]; f.After(latest) {
+				if f := tc.firstPush[key].at; f.After(latest) {
 					latest = f
 				}
 			case PropagationNACKed:
@@ -180,6 +212,14 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			allSettled = false
 		}
 	}
+	if len(tc.firstPush) > p.Targeted {
+		// Proxies that disconnected (pods come and go): forget them.
+		for k, f := range tc.firstPush {
+			if f.eval != tc.evals {
+				delete(tc.firstPush, k)
+			}
+		}
+	}
 	p.Unreachable = down
 	age := now.Sub(c.ObservedAt)
 	switch {
@@ -187,7 +227,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		p.State = PropagationNACKed
 	case len(down) > 0:
 		p.State = PropagationUnknown
-	case p.Targeted > 0 && p.Pending == 0 && allSettled:
+	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < cfg.Grace):
 		p.State = PropagationPropagated
 		if lat := latest.Sub(c.ObservedAt); lat > 0 {
 			p.Latency = lat

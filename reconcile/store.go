@@ -29,8 +29,12 @@ type Store struct {
 	apps    map[AppKey]App
 	sources map[string]SourceStatus
 	istiods map[string]IstiodView
+	clocks  map[string]*clockEstimator // per istiod, as istiods
 	nacks   []NACKEvent
 	changes map[ObjectRef]*trackedChange
+	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
+	// state are evaluated again only when there is something new.
+	seq     uint64
 	changed chan struct{}
 }
 
@@ -43,6 +47,7 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		apps:     map[AppKey]App{},
 		sources:  map[string]SourceStatus{},
 		istiods:  map[string]IstiodView{},
+		clocks:   map[string]*clockEstimator{},
 		changes:  map[ObjectRef]*trackedChange{},
 		changed:  make(chan struct{}, 1),
 	}
@@ -73,14 +78,28 @@ func (s *Store) ReportSource(st SourceStatus) {
 		return
 	}
 	s.sources[st.Name] = st
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
 
-// ObserveIstiod replaces what is known from one istiod.
+// ObserveIstiod replaces what is known from one istiod, and bounds its clock offset from
+// this read and the previous one.
 func (s *Store) ObserveIstiod(v IstiodView) {
 	s.mu.Lock()
+	est := s.clocks[v.Istiod]
+	if est == nil {
+		est = &clockEstimator{}
+		s.clocks[v.Istiod] = est
+	}
+	var prev *IstiodView
+	if p, ok := s.istiods[v.Istiod]; ok {
+		prev = &p
+	}
+	v.ClockOffset = est.observe(prev, v)
+	v.ClockProblem = v.ClockOffset.Problem()
 	s.istiods[v.Istiod] = v
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -89,7 +108,9 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 func (s *Store) ForgetIstiod(name string) {
 	s.mu.Lock()
 	delete(s.istiods, name)
+	delete(s.clocks, name)
 	delete(s.sources, "istiod/"+name)
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -101,23 +122,56 @@ func (s *Store) ObserveNACK(n NACKEvent) {
 	if len(s.nacks) > maxNACKEvents {
 		s.nacks = slices.Clone(s.nacks[len(s.nacks)-maxNACKEvents:])
 	}
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
 
-// ObserveMeshChange starts tracking a change; it supersedes the object's previous change.
-// A change already held (same generation, or same resourceVersion for kinds without one)
-// is a repeat, e.g. from a relist, and keeps its outcome.
+// ObserveMeshChange starts tracking a change; it supersedes the object's previous change,
+// which is dropped, as it is when the object is deleted (the deletion is then the change
+// tracked, for Retention at most). A change already held (same generation, or same
+// resourceVersion for kinds without one) is a repeat, e.g. from a relist, and keeps its
+// outcome; an older generation than the one held is late news and is ignored.
 func (s *Store) ObserveMeshChange(c MeshChange) {
 	s.mu.Lock()
 	if prev, ok := s.changes[c.Ref]; ok && prev.change.Deleted == c.Deleted &&
-		((c.Generation != 0 && prev.change.Generation == c.Generation) || prev.change.ResourceVersion == c.ResourceVersion) {
+		((c.Generation != 0 && prev.change.Generation >= c.Generation) || prev.change.ResourceVersion == c.ResourceVersion) {
 		s.mu.Unlock()
 		return
 	}
 	s.changes[c.Ref] = &trackedChange{change: c, result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
+	if len(s.changes) > s.cfg.MaxChanges {
+		s.evictLocked()
+	}
 	s.mu.Unlock()
 	s.notify()
+}
+
+// evictLocked drops changes down to nine tenths of MaxChanges (so that a flood does not
+// sort on every change): propagated ones first, oldest first, then the rest, oldest first.
+func (s *Store) evictLocked() {
+	type victim struct {
+		ref      ObjectRef
+		resolved bool
+		since    time.Time
+	}
+	all := make([]victim, 0, len(s.changes))
+	for ref, tc := range s.changes {
+		all = append(all, victim{ref, tc.resolved, tc.result.Since})
+	}
+	slices.SortFunc(all, func(a, b victim) int {
+		if a.resolved != b.resolved {
+			if a.resolved {
+				return -1
+			}
+			return 1
+		}
+		return a.since.Compare(b.since)
+	})
+	keep := s.cfg.MaxChanges * 9 / 10
+	for _, v := range all[:len(all)-keep] {
+		delete(s.changes, v.ref)
+	}
 }
 
 // Changed is signalled (coalesced) after any change, so an evaluator can re-run at once.
@@ -130,9 +184,12 @@ func (s *Store) notify() {
 	}
 }
 
-// Evaluate recomputes the propagation of every tracked change as of now and reports
-// whether any is still unresolved (pending), so the caller can poll istiod faster.
-func (s *Store) Evaluate(now time.Time) (unresolved bool) {
+// Evaluate recomputes the propagation of tracked changes as of now and reports whether
+// any is in flight (pending within its grace), so the caller can poll istiod faster.
+// Changes in a final state (NACKed, Stale, NotPushed) are evaluated again only when istiod
+// reported something since, at most every Recheck; propagated ones are kept as they are
+// for Retention.
+func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 	type transition struct {
 		prev, next Propagation
 		baseline   bool
@@ -141,12 +198,18 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	s.mu.Lock()
 	down := s.downIstiodsLocked()
 	for ref, tc := range s.changes {
-		if tc.resolved {
-			if now.Sub(tc.result.Since) > s.cfg.Retention {
-				delete(s.changes, ref)
-			}
+		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
+			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
+			delete(s.changes, ref)
 			continue
 		}
+		if tc.resolved {
+			continue
+		}
+		if final(tc.result.State) && (tc.evaluatedSeq == s.seq || now.Sub(tc.evaluatedAt) < s.cfg.Recheck) {
+			continue
+		}
+		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
 		next := tc.evaluate(s.cfg, s.istiods, s.nacks, down, now)
 		prev := tc.result
 		if next.State == prev.State {
@@ -157,17 +220,48 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
-		if !tc.resolved {
-			unresolved = true
+		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
+			inFlight = true
 		}
 	}
+	s.pruneNACKsLocked(now)
 	s.mu.Unlock()
 	if s.observer != nil {
 		for _, t := range transitions {
 			s.observer.PropagationChanged(t.prev, t.next, t.baseline)
 		}
 	}
-	return unresolved
+	return inFlight
+}
+
+// final reports a state that stays until istiod reports something new.
+func final(st PropagationState) bool {
+	return st == PropagationNACKed || st == PropagationStale || st == PropagationNotPushed
+}
+
+// pruneNACKsLocked drops streamed NACKs older than any change they could count against.
+func (s *Store) pruneNACKsLocked(now time.Time) {
+	cut := now.Add(-s.cfg.Retention)
+	i := 0
+	for i < len(s.nacks) && s.nacks[i].At.Before(cut) {
+		i++
+	}
+	if i > 0 {
+		s.nacks = slices.Delete(s.nacks, 0, i)
+	}
+}
+
+// storeSize is what the store holds that grows with the mesh's activity.
+type storeSize struct{ changes, firstPush, nacks, istiods int }
+
+func (s *Store) size() storeSize {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks)}
+	for _, tc := range s.changes {
+		n.firstPush += len(tc.firstPush)
+	}
+	return n
 }
 
 func (s *Store) downIstiodsLocked() []string {
