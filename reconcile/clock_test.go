@@ -82,7 +82,7 @@ func TestPropagationUnderClockOffset(t *testing.T) {
 				sim.push("conn.ns", o.Add(-500*time.Millisecond), StateStale, "")
 				s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 2, ObservedAt: o})
 				s.ObserveIstiod(sim.read(o.Add(20*time.Millisecond), o.Add(30*time.Millisecond)))
-				if s.Evaluate(o.Add(30*time.Millisecond)); s.Snapshot().Changes[0].State != PropagationPending {
+				if s.Evaluate(o.Add(30 * time.Millisecond)); s.Snapshot().Changes[0].State != PropagationPending {
 					t.Fatalf("before the push: %s, want Pending", s.Snapshot().Changes[0].State)
 				}
 				sim.push("a.ns", o.Add(100*time.Millisecond), tc.state, nackText)
