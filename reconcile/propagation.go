@@ -131,7 +131,10 @@ type firstPush struct {
 type proxyKey struct{ istiod, proxy string }
 
 // evaluate computes a change's propagation from the latest istiod views.
-func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks []NACKEvent, down []string, now time.Time) Propagation {
+//
+// nacks holds each proxy's latest streamed NACK (see latestNACKs): one since the change
+// counts, unless a later read shows the proxy has ACKed since.
+func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks map[proxyKey]NACKEvent, down []string, now time.Time) Propagation {
 	c := tc.change
 	tc.evals++
 	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
@@ -139,15 +142,6 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	p := Propagation{Change: c}
 	pushedSince := false
 	var latest time.Time
-	var nacked map[proxyKey]NACKEvent
-	for _, n := range nacks {
-		if !n.At.Before(from) {
-			if nacked == nil {
-				nacked = map[proxyKey]NACKEvent{}
-			}
-			nacked[proxyKey{n.Istiod, n.Proxy}] = n
-		}
-	}
 	names := make([]string, 0, len(views))
 	for n := range views {
 		names = append(names, n)
@@ -176,7 +170,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		for _, px := range v.Proxies {
 			state, errText, first, targeted := proxyOutcome(px, win.from)
 			key := proxyKey{name, px.ID}
-			if n, ok := nacked[key]; ok && !nackSuperseded(n, v, px) {
+			if n, ok := nacks[key]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
 				state, errText, targeted = PropagationNACKed, n.Error, true
 			}
 			if !targeted {

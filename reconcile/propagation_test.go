@@ -145,7 +145,7 @@ func TestPropagation(t *testing.T) {
 			for _, v := range tc.views {
 				views[v.Istiod] = v
 			}
-			got := ch.evaluate(PropagationConfig{}.withDefaults(), views, tc.nacks, tc.down, t0.Add(tc.now))
+			got := ch.evaluate(PropagationConfig{}.withDefaults(), views, latestNACKs(tc.nacks), tc.down, t0.Add(tc.now))
 			if got.State != tc.want || got.Latency != tc.latency || got.ACKed != tc.acked || got.Targeted != tc.targets {
 				t.Errorf("got %s latency %s acked %d/%d, want %s latency %s acked %d/%d",
 					got.State, got.Latency, got.ACKed, got.Targeted, tc.want, tc.latency, tc.acked, tc.targets)

@@ -120,7 +120,8 @@ func (s *Store) ObserveNACK(n NACKEvent) {
 	s.mu.Lock()
 	s.nacks = append(s.nacks, n)
 	if len(s.nacks) > maxNACKEvents {
-		s.nacks = slices.Clone(s.nacks[len(s.nacks)-maxNACKEvents:])
+		// Drop the oldest quarter at once, so a NACK storm does not copy on every event.
+		s.nacks = slices.Delete(s.nacks, 0, len(s.nacks)-maxNACKEvents*3/4)
 	}
 	s.seq++
 	s.mu.Unlock()
@@ -134,8 +135,7 @@ func (s *Store) ObserveNACK(n NACKEvent) {
 // outcome; an older generation than the one held is late news and is ignored.
 func (s *Store) ObserveMeshChange(c MeshChange) {
 	s.mu.Lock()
-	if prev, ok := s.changes[c.Ref]; ok && prev.change.Deleted == c.Deleted &&
-		((c.Generation != 0 && prev.change.Generation >= c.Generation) || prev.change.ResourceVersion == c.ResourceVersion) {
+	if prev, ok := s.changes[c.Ref]; ok && repeatOrOlder(prev.change, c) {
 		s.mu.Unlock()
 		return
 	}
@@ -145,6 +145,17 @@ func (s *Store) ObserveMeshChange(c MeshChange) {
 	}
 	s.mu.Unlock()
 	s.notify()
+}
+
+// repeatOrOlder reports whether c says nothing newer than prev about the same object.
+func repeatOrOlder(prev, c MeshChange) bool {
+	if prev.Deleted != c.Deleted {
+		return false
+	}
+	if prev.Generation != 0 && c.Generation != 0 {
+		return c.Generation <= prev.Generation
+	}
+	return c.ResourceVersion != "" && c.ResourceVersion == prev.ResourceVersion
 }
 
 // evictLocked drops changes down to nine tenths of MaxChanges (so that a flood does not
@@ -197,6 +208,7 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 	var transitions []transition
 	s.mu.Lock()
 	down := s.downIstiodsLocked()
+	nacks := latestNACKs(s.nacks)
 	for ref, tc := range s.changes {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
 			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
@@ -210,7 +222,7 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 			continue
 		}
 		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
-		next := tc.evaluate(s.cfg, s.istiods, s.nacks, down, now)
+		next := tc.evaluate(s.cfg, s.istiods, nacks, down, now)
 		prev := tc.result
 		if next.State == prev.State {
 			next.Since = prev.Since
@@ -234,6 +246,16 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 	return inFlight
 }
 
+// latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
+// after it, which the latest tells, at the cost of one lookup per proxy.
+func latestNACKs(events []NACKEvent) map[proxyKey]NACKEvent {
+	out := make(map[proxyKey]NACKEvent, len(events))
+	for _, n := range events {
+		out[proxyKey{n.Istiod, n.Proxy}] = n
+	}
+	return out
+}
+
 // final reports a state that stays until istiod reports something new.
 func final(st PropagationState) bool {
 	return st == PropagationNACKed || st == PropagationStale || st == PropagationNotPushed
@@ -252,7 +274,7 @@ func (s *Store) pruneNACKsLocked(now time.Time) {
 }
 
 // storeSize is what the store holds that grows with the mesh's activity.
-type storeSize struct{ changes, firstPush, nacks, istiods int }
+type storeSize struct{ changes, firstPush, maxFirstPush, nacks, istiods int }
 
 func (s *Store) size() storeSize {
 	s.mu.RLock()
@@ -260,6 +282,7 @@ func (s *Store) size() storeSize {
 	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks)}
 	for _, tc := range s.changes {
 		n.firstPush += len(tc.firstPush)
+		n.maxFirstPush = max(n.maxFirstPush, len(tc.firstPush))
 	}
 	return n
 }
