@@ -11,12 +11,15 @@ import (
 // Every bad file is paired with the error it must produce.
 func TestBadConfigs(t *testing.T) {
 	cases := map[string]string{
-		"unknown-field.bad.yml":    `unknown field "listenAdress"`,
-		"bad-transport.bad.yml":    `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
-		"bad-duration.bad.yml":     `duration 10: must be a string such as "30s"`,
-		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
-		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
-		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"unknown-field.bad.yml":      `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":      `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":       `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml":    "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":         "istio.pollInterval 100ms: must be at least 1s",
+		"monitoring-count.bad.yml":   "istio.monitoringAddresses: 1 given for 2 addresses",
+		"fast-poll-interval.bad.yml": "reconcile.fastPoll.interval 10ms: must be at least 100ms",
+		"fast-poll-share.bad.yml":    "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
+		"max-changes.bad.yml":        "reconcile.maxChanges 10: must be at least 100",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -46,6 +49,9 @@ func TestGoodConfig(t *testing.T) {
 	if got := cfg.Reconcile.StaleGrace.D(); got != 45*time.Second {
 		t.Errorf("staleGrace = %s, want 45s", got)
 	}
+	if f := cfg.Reconcile.FastPoll; f.Interval.D() != 500*time.Millisecond || f.MaxShare != 0.25 || cfg.Reconcile.MaxChanges != 5000 {
+		t.Errorf("reconcile = %+v", cfg.Reconcile)
+	}
 	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
 		t.Errorf("istio = %+v", cfg.Istio)
 	}
@@ -66,6 +72,9 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 	if cfg.Server.ListenAddress != Default().Server.ListenAddress {
 		t.Errorf("listenAddress = %q", cfg.Server.ListenAddress)
+	}
+	if f := cfg.Reconcile.FastPoll; f.Interval.D() != 250*time.Millisecond || f.MaxShare != 0.5 || cfg.Reconcile.MaxChanges != 10000 {
+		t.Errorf("reconcile defaults = %+v", cfg.Reconcile)
 	}
 }
 
