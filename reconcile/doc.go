@@ -20,7 +20,12 @@
 //     since T (no proxy targeted, no newer push version), the change was not pushed.
 //
 // Times are compared, never push counters, because a restarted istiod starts its counter
-// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
+// again. istiod's times are on istiod's clock and a change's on meshdrift's: each istiod's
+// offset is bounded from its reads (clock.go), the change is placed on istiod's clock
+// with it, and the window is widened by the bounds' error (at most 500 ms, so that an
+// unrelated push just before a change does not count); while the bounds are wider, a
+// change is not declared propagated within its grace period. Objects found by a list
+// carry the API server's one-second managedFields time, compared with istiod's as it is. Proxies that connect later are pushed in full and so count as targeted; a proxy
 // that disconnects vanishes from istiod's view and is not counted. While any istiod is
 // unreachable an unresolved change is Unknown, never propagated.
 //

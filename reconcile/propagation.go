@@ -45,10 +45,11 @@ type PropagationConfig struct {
 	// Grace is how long proxies may take before pending becomes stale (default 30 s).
 	Grace time.Duration
 	// Slack widens the window before the change in which a push still counts as carrying
-	// it, for clocks that disagree between meshdrift and istiod. Default 0: both watch the
-	// same API server and istiod debounces 100 ms before it pushes, so a push carrying the
-	// change comes after meshdrift saw it; a wider window would take a proxy's unrelated
-	// push just before the change (its connect, another change) for this one.
+	// it, for a watch that lags istiod's. Default 0: both watch the same API server and
+	// istiod debounces 100 ms before it pushes, so a push carrying the change comes after
+	// meshdrift saw it; a wider window would take a proxy's unrelated push just before the
+	// change (its connect, another change) for this one. Clocks that disagree need no
+	// slack: each istiod's offset is measured and applied (clock.go).
 	Slack time.Duration
 	// Retention is how long a propagated change stays listed, and a deletion in any state
 	// (default 10 min).
