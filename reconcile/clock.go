@@ -254,9 +254,15 @@ type pushWindow struct {
 	// offset converts istiod's times to meshdrift's, for latency.
 	offset time.Duration
 	// unsure: the bounds are too wide to tell a push just before the change from one
-	// just after it, so from is a guess (the estimate); the change is not declared
-	// propagated on a guess while it is within its grace period.
-	unsure bool
+	// just after it, so from is a guess (the estimate); a change is not declared
+	// propagated on such a push while it is within its grace period (see ambiguous).
+	unsure, hasMax bool
+}
+
+// ambiguous reports whether a push at istiod time t, counted as the change's, may have
+// come before the change.
+func (w pushWindow) ambiguous(t time.Time) bool {
+	return w.unsure && (!w.hasMax || t.Before(w.after))
 }
 
 // windowFor places change c, seen at c.ObservedAt, on the clock of an istiod with
@@ -284,7 +290,7 @@ func windowFor(c MeshChange, o ClockOffset, slack time.Duration) pushWindow {
 		unsure: !o.Known() || o.Max-o.Min > maxClockUncertainty,
 	}
 	if o.HasMax {
-		w.after = at.Add(o.Max)
+		w.after, w.hasMax = at.Add(o.Max), true
 	}
 	return w
 }

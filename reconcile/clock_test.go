@@ -277,3 +277,33 @@ func TestFixedNACKResolves(t *testing.T) {
 		t.Fatalf("state after the fix = %s, want Propagated", got)
 	}
 }
+
+// Before a read has bracketed a push closely, the bounds are wide (here: a lower bound
+// from the sends seen and an upper one from a new push version, a second apart): a proxy's
+// ACKed connect push just before the change may look like the change's. The change is then not
+// declared propagated on it; once the change's own push is bracketed it is, with the
+// right target.
+func TestUnsureClockHoldsPropagation(t *testing.T) {
+	o := t0.Add(437 * time.Millisecond)
+	sim := newIstiodSim(2 * time.Second)
+	s := NewStore(PropagationConfig{}, nil)
+	sim.push("a.ns", o.Add(-5*time.Second), StateSynced, "")
+	s.ObserveIstiod(sim.read(o.Add(-1200*time.Millisecond), o.Add(-1190*time.Millisecond)))
+	sim.push("conn.ns", o.Add(-500*time.Millisecond), StateSynced, "")
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 2, ObservedAt: o})
+	s.ObserveIstiod(sim.read(o.Add(20*time.Millisecond), o.Add(30*time.Millisecond)))
+	s.Evaluate(o.Add(30 * time.Millisecond))
+	snap := s.Snapshot()
+	if c := snap.Istiods[0].ClockOffset; c.Known() && c.Error() <= maxClockUncertainty {
+		t.Fatalf("clock %+v: the scenario wants bounds too wide to place the change yet", c)
+	}
+	if got := snap.Changes[0]; got.State != PropagationPending {
+		t.Fatalf("on a push that may predate the change: %s, want Pending (%+v)", got.State, got)
+	}
+	sim.push("a.ns", o.Add(100*time.Millisecond), StateSynced, "")
+	s.ObserveIstiod(sim.read(o.Add(270*time.Millisecond), o.Add(280*time.Millisecond)))
+	s.Evaluate(o.Add(300 * time.Millisecond))
+	if got := s.Snapshot().Changes[0]; got.State != PropagationPropagated || got.Targeted != 1 {
+		t.Fatalf("after the change's push: %+v, want Propagated to a.ns only", got)
+	}
+}

@@ -155,7 +155,6 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	for _, name := range names {
 		v := views[name]
 		win := windowFor(c, v.ClockOffset, cfg.Slack)
-		unsure = unsure || win.unsure
 		// Push versions have second resolution: a push in the second that contains
 		// from may be the one.
 		vt, hasVersion := pushVersionTime(v.PushVersion)
@@ -180,6 +179,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			pushedSince, targetedHere = true, true
 			p.Targeted++
 			if !first.IsZero() {
+				unsure = unsure || win.ambiguous(first)
 				first = first.Add(-win.offset) // meshdrift's clock, for latency
 				if tc.firstPush == nil {
 					tc.firstPush = map[proxyKey]firstPush{}
