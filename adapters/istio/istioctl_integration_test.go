@@ -45,7 +45,7 @@ func TestProxyTableMatchesRealIstioctl(t *testing.T) {
 	t.Cleanup(func() { _ = notSent.Close() })
 
 	targets := transportsOf(istiod)
-	rx, recx, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext}, []Target{targets[TransportXDSPlaintext]})
+	rx, recx, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS}, []Target{targets[TransportXDSTLS]})
 	rh, rech, _, _ := newTestReader(t, ReaderConfig{Transport: TransportHTTP}, []Target{targets[TransportHTTP]})
 	readView := func(r *Reader, rec *recorder) (reconcile.IstiodView, error) {
 		if err := r.ReadOnce(context.Background()); err != nil {
@@ -137,7 +137,7 @@ func compareWithRealIstioctl(t *testing.T, istiod *testbed.Istiod, ns string,
 		return diffs, tables
 	}
 	rows := parseIstioctlTable(t, out)
-	for transport, v := range map[Transport]reconcile.IstiodView{TransportXDSPlaintext: xv, TransportHTTP: hv} {
+	for transport, v := range map[Transport]reconcile.IstiodView{TransportXDSTLS: xv, TransportHTTP: hv} {
 		for _, d := range istioctlDiffs(v, rows, ns) {
 			diffs = append(diffs, string(transport)+": "+d)
 		}
@@ -146,13 +146,15 @@ func compareWithRealIstioctl(t *testing.T, istiod *testbed.Istiod, ns string,
 	return diffs, tables
 }
 
-// runIstioctl runs the real `istioctl proxy-status -v 1` against istiod's plaintext xDS
-// port; --revision spares it waiting for a kube informer.
+// runIstioctl runs the real `istioctl proxy-status -v 1` against istiod's secure xDS port,
+// as a user does: istioctl requests a token of istio-system's default ServiceAccount and
+// istiod's debug authorization lets it see every proxy. --revision spares it waiting for a
+// kube informer.
 func runIstioctl(istiod *testbed.Istiod) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bed.assets.Bin("istioctl"), "--kubeconfig", bed.kube.Kubeconfig,
-		"proxy-status", "--revision", istiod.Revision, "--xds-address", istiod.GRPCAddr, "--plaintext", "-v", "1")
+		"proxy-status", "--revision", istiod.Revision, "--xds-address", istiod.SecureGRPCAddr, "-v", "1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

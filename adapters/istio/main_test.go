@@ -22,15 +22,20 @@ var bed struct {
 	client  kubernetes.Interface
 	istiodA *testbed.Istiod // revision default
 	istiodB *testbed.Istiod // revision canary
+	// tokenFile is an istio-ca token of meshdrift's ServiceAccount in meshdrift-system.
+	tokenFile string
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
 		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
 			LogPrefix: "meshdrift-istio-",
+			// Both istiods let meshdrift's namespace read their debug endpoints, as the
+			// README tells users to configure; TestIstiodAuthorizesDebugCallers covers
+			// istiod without that setting.
 			Istiods: []testbed.IstiodOptions{
-				{Name: "istiod-a", Revision: "default"},
-				{Name: "istiod-b", Revision: "canary"},
+				{Name: "istiod-a", Revision: "default", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
+				{Name: "istiod-b", Revision: "canary", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
 			},
 		})
 		teardown := func() { _ = b.Stop() }
@@ -41,6 +46,9 @@ func TestMain(m *testing.M) {
 			return teardown, err
 		}
 		bed.assets, bed.kube, bed.istiodA, bed.istiodB = a, b.Kube, b.Istiods[0], b.Istiods[1]
+		if bed.tokenFile, err = b.Kube.TokenFile(context.Background(), testbed.MeshdriftNamespace, "meshdrift"); err != nil {
+			return teardown, err
+		}
 		bed.started = true
 		return teardown, nil
 	}))

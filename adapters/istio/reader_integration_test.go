@@ -79,11 +79,13 @@ spec:
 	}
 }
 
-// transportsOf are the two ways the bed's istiod can be read, as targets.
+// transportsOf are the two ways the bed's istiod can be read, as targets: TLS xDS with a
+// meshdrift-system token (the default), and HTTP on the monitoring port, which loopback
+// callers read without a token.
 func transportsOf(i *testbed.Istiod) map[Transport]Target {
 	return map[Transport]Target{
-		TransportXDSPlaintext: {Name: i.Name, Revision: i.Revision, Addr: i.GRPCAddr, MonitoringAddr: i.MonitoringAddr},
-		TransportHTTP:         {Name: i.Name, Revision: i.Revision, Addr: i.MonitoringAddr, MonitoringAddr: i.MonitoringAddr},
+		TransportXDSTLS: {Name: i.Name, Revision: i.Revision, Addr: i.SecureGRPCAddr, MonitoringAddr: i.MonitoringAddr},
+		TransportHTTP:   {Name: i.Name, Revision: i.Revision, Addr: i.MonitoringAddr, MonitoringAddr: i.MonitoringAddr},
 	}
 }
 
@@ -114,7 +116,7 @@ func TestReadACKingProxySynced(t *testing.T) {
 			t.Errorf("%s: status %+v", transport, st)
 		}
 	}
-	x, h := views[TransportXDSPlaintext], views[TransportHTTP]
+	x, h := views[TransportXDSTLS], views[TransportHTTP]
 	// The read's send time and istiod's Date header bound istiod's clock offset; on one
 	// machine the clocks agree, so the Date is the answer's second.
 	for transport, v := range views {
@@ -161,7 +163,7 @@ func TestNACKingProxyReadsError(t *testing.T) {
 	const reason = "route_config: invalid regex in virtual host ratings"
 
 	targets := transportsOf(bed.istiodA)
-	r, rec, _, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext, Interval: time.Hour}, []Target{targets[TransportXDSPlaintext]})
+	r, rec, _, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS, Interval: time.Hour}, []Target{targets[TransportXDSTLS]})
 	runReader(t, r)
 	eventually(t, 10*time.Second, "first view", func() (bool, string) {
 		v, ok := rec.lastView("istiod-a")
@@ -234,7 +236,7 @@ func TestTwoIstiodsEachWithItsProxies(t *testing.T) {
 	a1 := startProxy(t, bed.istiodA, "reviews-v1-a1", ns, "10.1.0.31")
 	a2 := startProxy(t, bed.istiodA, "reviews-v2-a2", ns, "10.1.0.32")
 	b1 := startProxy(t, bed.istiodB, "ratings-v1-b1", ns, "10.1.0.33")
-	for _, transport := range []Transport{TransportXDSPlaintext, TransportHTTP} {
+	for _, transport := range []Transport{TransportXDSTLS, TransportHTTP} {
 		t.Run(string(transport), func(t *testing.T) {
 			targets := []Target{transportsOf(bed.istiodA)[transport], transportsOf(bed.istiodB)[transport]}
 			r, rec, _, _ := newTestReader(t, ReaderConfig{Transport: transport}, targets)
@@ -358,8 +360,8 @@ func TestSignalsFromRealIstiod(t *testing.T) {
 	if err := bad.WaitFor(ctx, func(s xdsproxy.Snapshot) bool { return s.Type(xdsproxy.TypeCluster).NACKs > 0 }); err != nil {
 		t.Fatalf("proxy never NACKed: %v", err)
 	}
-	target := transportsOf(bed.istiodB)[TransportXDSPlaintext]
-	r, _, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext}, []Target{target})
+	target := transportsOf(bed.istiodB)[TransportXDSTLS]
+	r, _, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS}, []Target{target})
 	var s IstiodSignals
 	eventually(t, 10*time.Second, "reject counted", func() (bool, string) {
 		var err error
@@ -378,7 +380,7 @@ func TestSignalsFromRealIstiod(t *testing.T) {
 	}
 
 	// A read of the istiod carries the signals in its view, as observations.
-	r2, rec, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext}, []Target{target})
+	r2, rec, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS}, []Target{target})
 	if err := r2.ReadOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -396,8 +398,8 @@ func TestSignalsFromRealIstiod(t *testing.T) {
 // Keeping the syncz stream open against reconnecting for every read, on the real istiod.
 func TestMeasureXDSStreamReuse(t *testing.T) {
 	needBed(t)
-	target := transportsOf(bed.istiodA)[TransportXDSPlaintext]
-	cfg := ReaderConfig{Transport: TransportXDSPlaintext}.withDefaults()
+	target := transportsOf(bed.istiodA)[TransportXDSTLS]
+	cfg := ReaderConfig{Transport: TransportXDSTLS, CAFile: bed.istiodA.RootCertFile, TokenFile: bed.tokenFile}.withDefaults()
 	const n = 30
 	measure := func(reuse bool) time.Duration {
 		persistent := &xdsSynczClient{target: target, cfg: cfg}
@@ -429,4 +431,80 @@ func TestMeasureXDSStreamReuse(t *testing.T) {
 	if open > fresh {
 		t.Errorf("an open stream (%s) is slower than reconnecting (%s)", open, fresh)
 	}
+}
+
+// What istiod shows a syncz caller with Istio's default debug-endpoint authorization, by the
+// namespace of the caller's token: this is what a deployed meshdrift gets.
+func TestIstiodAuthorizesDebugCallers(t *testing.T) {
+	needBed(t)
+	ctx := context.Background()
+	// An istiod without DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES, as installed by default.
+	strict, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-strict", Revision: "strict"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = strict.Stop() })
+	ns := newNamespace(t)
+	pushAll(t, ns)
+	p := startProxy(t, strict, "reviews-v1-auth", ns, "10.1.0.91")
+	allowed := transportsOf(bed.istiodA)[TransportXDSTLS]
+	startProxy(t, bed.istiodA, "reviews-v1-allowed", ns, "10.1.0.92")
+
+	token := func(namespace string) string {
+		f, err := bed.kube.TokenFile(ctx, namespace, "reader")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	read := func(target Target, transport Transport, tokenFile string) ([]string, error) {
+		r, rec, _, _ := newTestReader(t, ReaderConfig{Transport: transport, CAFile: strict.RootCertFile, TokenFile: tokenFile, DisableNACKStream: true}, []Target{target})
+		if err := r.ReadOnce(ctx); err != nil {
+			return nil, err
+		}
+		v, _ := rec.lastView(target.Name)
+		var ids []string
+		for _, px := range v.Proxies {
+			ids = append(ids, px.ID)
+		}
+		return ids, nil
+	}
+	strictTLS := Target{Name: strict.Name, Revision: strict.Revision, Addr: strict.SecureGRPCAddr}
+	cases := []struct {
+		name      string
+		target    Target
+		tokenFile string
+		want      []string // nil: sees nothing
+	}{
+		{"istio-system token sees every proxy", strictTLS, token(testbed.IstioNamespace), []string{p.Name()}},
+		{"token of the proxies' own namespace sees them", strictTLS, token(ns), []string{p.Name()}},
+		{"meshdrift-system token sees nothing, and no error says so", strictTLS, token(testbed.MeshdriftNamespace), nil},
+		{"meshdrift-system token on an istiod that allows it sees every proxy", allowed, bed.tokenFile, []string{"reviews-v1-allowed." + ns}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			// The proxy may still be connecting: wait for what the caller may see.
+			eventually(t, 10*time.Second, "syncz shows what the caller may see", func() (bool, string) {
+				ids, err := read(tc.target, TransportXDSTLS, tc.tokenFile)
+				if err != nil {
+					return false, err.Error()
+				}
+				got = nil
+				for _, id := range ids {
+					if strings.HasSuffix(id, "."+ns) {
+						got = append(got, id)
+					}
+				}
+				return slices.Equal(got, tc.want) || (tc.want == nil && len(got) == 0), fmt.Sprint(got)
+			})
+		})
+	}
+	t.Run("plaintext xDS refuses debug types", func(t *testing.T) {
+		target := Target{Name: strict.Name, Addr: strict.GRPCAddr}
+		_, err := read(target, TransportXDSPlaintext, "")
+		if err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+			t.Fatalf("syncz over plaintext xDS: err = %v, want Unauthenticated", err)
+		}
+	})
 }

@@ -166,6 +166,10 @@ func newTestReaderFrom(t *testing.T, cfg ReaderConfig, src TargetSource) (*Reade
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
 	log, out := newTestLogger(t)
+	if cfg.Transport == TransportXDSTLS && cfg.CAFile == "" && bed.started {
+		// Read the bed's istiods as the deployed meshdrift does.
+		cfg.CAFile, cfg.TokenFile = bed.istiodA.RootCertFile, bed.tokenFile
+	}
 	r, err := NewReader(cfg, src, rec, rec, reg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -22,13 +22,15 @@ func writeConfig(t *testing.T, istiod *testbed.Istiod) string {
 flux:
   receiver: {enabled: false}
 istio:
-  transport: xds-plaintext
+  transport: xds-tls
   addresses: [%s]
   monitoringAddresses: [%s]
+  caFile: %s
+  tokenFile: %s
   pollInterval: 1s
 reconcile:
   staleGrace: 5s
-`, bed.kube.Kubeconfig, istiod.GRPCAddr, istiod.MonitoringAddr)
+`, bed.kube.Kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,7 @@ reconcile:
 func TestCheckCommand(t *testing.T) {
 	testbed.Need(t, bed.started)
 	ns := newNamespace(t)
-	own, err := testbed.StartIstiod(context.Background(), bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-check"})
+	own, err := testbed.StartIstiod(context.Background(), bed.assets, bed.kube, istiodOptions("istiod-check"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestCheckCommand(t *testing.T) {
 // check against an istiod that cannot be reached says so and fails.
 func TestCheckCommandIstiodUnreachable(t *testing.T) {
 	testbed.Need(t, bed.started)
-	own, err := testbed.StartIstiod(context.Background(), bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-gone"})
+	own, err := testbed.StartIstiod(context.Background(), bed.assets, bed.kube, istiodOptions("istiod-gone"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestWaitCommand(t *testing.T) {
 	testbed.Need(t, bed.started)
 	ns := newNamespace(t)
 	ctx := context.Background()
-	own, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-wait"})
+	own, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, istiodOptions("istiod-wait"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,16 @@ var bed struct {
 	kube    *testbed.Kube
 	istiod  *testbed.Istiod
 	flux    *testbed.Flux
+	// tokenFile is an istio-ca token of meshdrift's ServiceAccount in meshdrift-system,
+	// as the shipped manifests project one.
+	tokenFile string
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
 		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
 			LogPrefix: "meshdrift-cmd-",
-			Istiods:   []testbed.IstiodOptions{{Name: "istiod-shared"}},
+			Istiods:   []testbed.IstiodOptions{istiodOptions("istiod-shared")},
 			Flux:      true,
 		})
 		teardown := func() { _ = b.Stop() }
@@ -38,24 +41,36 @@ func TestMain(m *testing.M) {
 			return teardown, err
 		}
 		bed.assets, bed.kube, bed.istiod, bed.flux = a, b.Kube, b.Istiods[0], b.Flux
+		if bed.tokenFile, err = b.Kube.TokenFile(context.Background(), testbed.MeshdriftNamespace, "meshdrift"); err != nil {
+			return teardown, err
+		}
 		bed.started = true
 		return teardown, nil
 	}))
 }
 
-// startMeshdrift wires meshdrift against the bed, reading the given istiods over
-// plaintext xDS, and runs it until the test ends.
+// istiodOptions configure an istiod as the README tells users to: debug endpoints open to
+// meshdrift's namespace. TestRestrictedViewIsNeverGreen covers istiod without it.
+func istiodOptions(name string) testbed.IstiodOptions {
+	return testbed.IstiodOptions{Name: name, AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}}
+}
+
+// startMeshdrift wires meshdrift against the bed, reading the given istiods over TLS xDS
+// with a meshdrift-system token (the shipped defaults), and runs it until the test ends.
 func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istiod) *app {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Kubeconfig = bed.kube.Kubeconfig
 	cfg.Flux.Receiver.Enabled = false
-	cfg.Istio.Transport = config.TransportXDSPlaintext
+	cfg.Istio.Transport = config.TransportXDSTLS
 	cfg.Istio.PollInterval = config.Duration(time.Second)
 	cfg.Reconcile.StaleGrace = config.Duration(grace)
 	for _, i := range istiods {
-		cfg.Istio.Addresses = append(cfg.Istio.Addresses, i.GRPCAddr)
+		cfg.Istio.Addresses = append(cfg.Istio.Addresses, i.SecureGRPCAddr)
+		cfg.Istio.MonitoringAddresses = append(cfg.Istio.MonitoringAddresses, i.MonitoringAddr)
+		cfg.Istio.CAFile = i.RootCertFile // one root for the bed's istiods
 	}
+	cfg.Istio.TokenFile = bed.tokenFile
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -243,12 +258,12 @@ func TestPropagationTwoReplicasMerged(t *testing.T) {
 	testbed.Need(t, bed.started)
 	ns := newNamespace(t)
 	ctx := context.Background()
-	a1, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-rep-a"})
+	a1, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, istiodOptions("istiod-rep-a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a1.Stop() })
-	a2, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-rep-b"})
+	a2, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, istiodOptions("istiod-rep-b"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +282,8 @@ func TestPropagationTwoReplicasMerged(t *testing.T) {
 			seen[px.ID] = v.Istiod
 		}
 	}
-	if seen[p1.Name()] != a1.GRPCAddr || seen[p2.Name()] != a2.GRPCAddr {
-		t.Errorf("proxies by istiod = %v, want %s on %s and %s on %s", seen, p1.Name(), a1.GRPCAddr, p2.Name(), a2.GRPCAddr)
+	if seen[p1.Name()] != a1.SecureGRPCAddr || seen[p2.Name()] != a2.SecureGRPCAddr {
+		t.Errorf("proxies by istiod = %v, want %s on %s and %s on %s", seen, p1.Name(), a1.SecureGRPCAddr, p2.Name(), a2.SecureGRPCAddr)
 	}
 	if got.Targeted < 2 {
 		t.Errorf("targeted %d proxies, want both replicas' proxies; change %+v", got.Targeted, got.Change)
@@ -287,7 +302,7 @@ func TestPropagationIstiodStoppedAndRestarted(t *testing.T) {
 	testbed.Need(t, bed.started)
 	ns := newNamespace(t)
 	ctx := context.Background()
-	own, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-restart"})
+	own, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, istiodOptions("istiod-restart"))
 	if err != nil {
 		t.Fatal(err)
 	}

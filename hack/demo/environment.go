@@ -16,10 +16,12 @@ const demoNamespace = "bookinfo"
 
 // environment is the demo's running bed and sample mesh.
 type environment struct {
-	kube    *testbed.Kube
-	istiod  *testbed.Istiod
-	flux    *testbed.Flux
-	proxies []*xdsproxy.Proxy
+	kube   *testbed.Kube
+	istiod *testbed.Istiod
+	flux   *testbed.Flux
+	// tokenFile is meshdrift's istio-ca token, from meshdrift-system as when deployed.
+	tokenFile string
+	proxies   []*xdsproxy.Proxy
 }
 
 func (e *environment) stop(log *slog.Logger) {
@@ -66,7 +68,14 @@ func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Asse
 		return nil, err
 	}
 	log.Info("starting istiod")
-	if e.istiod, err = testbed.StartIstiod(ctx, assets, e.kube, testbed.IstiodOptions{Name: "istiod-demo"}); err != nil {
+	// istiod as the README tells users to set it up: its debug endpoints open to
+	// meshdrift's namespace, everything else at Istio's defaults.
+	if e.istiod, err = testbed.StartIstiod(ctx, assets, e.kube, testbed.IstiodOptions{
+		Name: "istiod-demo", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace},
+	}); err != nil {
+		return e, err
+	}
+	if e.tokenFile, err = e.kube.TokenFile(ctx, testbed.MeshdriftNamespace, "meshdrift"); err != nil {
 		return e, err
 	}
 	log.Info("starting Flux kustomize-controller and notification-controller")

@@ -108,11 +108,13 @@ func demoConfig(env *environment, listen string) string {
 server:
   listenAddress: %s
 istio:
-  transport: xds-plaintext
+  transport: xds-tls
   addresses: [%s]
   monitoringAddresses: [%s]
+  caFile: %s
+  tokenFile: %s
   pollInterval: 2s
 reconcile:
   staleGrace: 30s
-`, env.kube.Kubeconfig, listen, env.istiod.GRPCAddr, env.istiod.MonitoringAddr)
+`, env.kube.Kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile)
 }

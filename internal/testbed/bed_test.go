@@ -218,7 +218,7 @@ func TestNACKInSynczAndIstioctl(t *testing.T) {
 	})
 
 	out, err := exec.Command(bed.assets.Bin("istioctl"), "--kubeconfig", bed.kube.Kubeconfig,
-		"proxy-status", "--revision", "default", "--xds-address", bed.istiod.GRPCAddr, "--plaintext", "-v", "1").CombinedOutput()
+		"proxy-status", "--revision", "default", "--xds-address", bed.istiod.SecureGRPCAddr, "-v", "1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("istioctl proxy-status: %v\n%s", err, out)
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -37,6 +38,7 @@ type Kube struct {
 	// Kubeconfig is a file for programs of the bed (istiod, Flux, kubectl, meshdrift).
 	Kubeconfig string
 	Dynamic    dynamic.Interface
+	Clientset  kubernetes.Interface
 	// LogDir holds the logs of this bed's programs; kept when a test fails.
 	LogDir string
 
@@ -92,6 +94,10 @@ func StartKube(assets Assets, logDir string) (*Kube, error) {
 		_ = k.Stop()
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
+	if k.Clientset, err = kubernetes.NewForConfig(cfg); err != nil {
+		_ = k.Stop()
+		return nil, fmt.Errorf("clientset: %w", err)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		_ = k.Stop()
@@ -105,6 +111,12 @@ func StartKube(assets Assets, logDir string) (*Kube, error) {
 			_ = k.Stop()
 			return nil, err
 		}
+	}
+	// istioctl asks for a token of istio-system's default ServiceAccount to read istiod
+	// over TLS; without a controller-manager nobody else creates it.
+	if err := k.EnsureServiceAccount(ctx, IstioNamespace, "default"); err != nil {
+		_ = k.Stop()
+		return nil, err
 	}
 	return k, nil
 }
