@@ -184,7 +184,9 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 				if tc.firstPush == nil {
 					tc.firstPush = map[proxyKey]firstPush{}
 				}
-				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) {
+				// An earlier first push is kept unless the window, as the clock bounds now
+				// place it, starts after it (it was an unrelated push then).
+				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) && !prev.at.Before(win.from.Add(-win.offset)) {
 					first = prev.at
 				}
 				tc.firstPush[key] = firstPush{at: first, eval: tc.evals}
