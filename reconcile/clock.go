@@ -19,7 +19,7 @@ import (
 //   - an HTTP answer's Date header D was written between the request at s and the answer
 //     at r: D - r <= offset < D + 1 s - s.
 //
-// The offset lies in the intersection of these intervals over the last ten minutes
+// The offset lies in the intersection of these intervals over the last hour
 // (older evidence ages out; evidence that contradicts older evidence, as after a clock
 // step, replaces it). The reported offset is the value in that interval closest to zero,
 // and the interval's width is the estimate's error. Polling every 250 ms while a change
@@ -36,10 +36,12 @@ const (
 	// to this long before a change, an unrelated push may be taken for the change's.
 	// Wider, the window is placed by the estimate and the verdict waits for evidence.
 	maxClockUncertainty = 500 * time.Millisecond
-	// clockWindow is how long evidence is kept; clockBuckets split it so that it ages out
-	// in steps with bounded memory.
-	clockWindow  = 10 * time.Minute
-	clockBuckets = 10
+	// clockWindow is how long evidence is kept: long, as the tight bounds come from the
+	// fast reads around a change's push, and a quiet mesh may not push for a while; a clock
+	// that steps contradicts older evidence, which is then dropped. clockBuckets split it
+	// so that it ages out in steps with bounded memory.
+	clockWindow  = time.Hour
+	clockBuckets = 12
 )
 
 // ClockOffset is what meshdrift knows of how far one istiod's clock is ahead of its own
