@@ -101,7 +101,7 @@ func (o ClockOffset) Problem() string {
 // falls on a whole second once in a billion.
 func apiServerTime(t time.Time) bool { return t.Nanosecond() == 0 }
 
-// clockBucket holds the tightest bounds seen during one tenth of the window.
+// clockBucket holds the tightest bounds seen during one clockWindow/clockBuckets span.
 type clockBucket struct {
 	start  time.Time
 	bounds ClockOffset
