@@ -83,6 +83,10 @@ type IstioConfig struct {
 	TokenFile    string   `json:"tokenFile,omitempty"`
 	CAFile       string   `json:"caFile,omitempty"`
 	PollInterval Duration `json:"pollInterval"`
+	// AllowInsecureTokenOverHTTP lets the http transport send the istio-ca token in clear
+	// text to istiods that are not on loopback; default false: they are read without it
+	// (and istiod, with debug-endpoint auth on, refuses them). Only for transport http.
+	AllowInsecureTokenOverHTTP bool `json:"allowInsecureTokenOverHTTP,omitempty"`
 }
 
 // ReconcileConfig tunes how observations become findings.
@@ -208,6 +212,9 @@ func (c Config) Validate() error {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				errs = append(errs, fmt.Errorf("istio.monitoringAddresses %q: %w", a, err))
 			}
+		}
+		if i.AllowInsecureTokenOverHTTP && i.Transport != TransportHTTP {
+			errs = append(errs, fmt.Errorf("istio.allowInsecureTokenOverHTTP: only applies to transport %s, not %s", TransportHTTP, i.Transport))
 		}
 		if i.PollInterval.D() < time.Second {
 			errs = append(errs, fmt.Errorf("istio.pollInterval %s: must be at least 1s", i.PollInterval))

@@ -20,6 +20,7 @@ func TestBadConfigs(t *testing.T) {
 		"fast-poll-interval.bad.yml": "reconcile.fastPoll.interval 10ms: must be at least 100ms",
 		"fast-poll-share.bad.yml":    "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
 		"max-changes.bad.yml":        "reconcile.maxChanges 10: must be at least 100",
+		"token-over-xds.bad.yml":     "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -81,5 +82,19 @@ func TestEmptyFileIsDefault(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The istio-ca token goes in clear text to a non-loopback istiod only when the file says so.
+func TestAllowInsecureTokenOverHTTP(t *testing.T) {
+	if Default().Istio.AllowInsecureTokenOverHTTP {
+		t.Fatal("allowed by default")
+	}
+	cfg, err := Parse([]byte("istio: {transport: http, allowInsecureTokenOverHTTP: true}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Istio.AllowInsecureTokenOverHTTP {
+		t.Error("not set")
 	}
 }

@@ -27,7 +27,10 @@
 // change is not declared propagated within its grace period. Objects found by a list
 // carry the API server's one-second managedFields time, compared with istiod's as it is. Proxies that connect later are pushed in full and so count as targeted; a proxy
 // that disconnects vanishes from istiod's view and is not counted. While any istiod is
-// unreachable an unresolved change is Unknown, never propagated.
+// unreachable, or shows meshdrift fewer proxies than are connected to it (a restricted
+// view: debug-endpoint authorization hides other namespaces' proxies without an error),
+// an unresolved change is Unknown, never propagated and never "not pushed": the proxies
+// it hides may be the ones that have not ACKed. A NACK seen through it is still reported.
 //
 // Limits: a proxy that istiod sends nothing after a change (scoped out by a Sidecar or
 // exportTo) is indistinguishable from one the change does not concern, and is not counted;

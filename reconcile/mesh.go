@@ -1,6 +1,9 @@
 package reconcile
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // IstiodView is everything one istiod instance said about its proxies in one read.
 // Proxies connect to one istiod replica each, so the full picture is the union of the
@@ -29,6 +32,40 @@ type IstiodView struct {
 	// Signals is the latest read of istiod's own metrics, nil when it has none (no
 	// monitoring address known, or not read yet).
 	Signals *IstiodSignals
+	// Restriction is set when istiod shows meshdrift fewer proxies than are connected to
+	// it, or refuses to show any: debug-endpoint authorization limits a caller outside
+	// istiod's namespace and its allowlist to its own namespace's proxies, without an
+	// error. Propagation read through such a view is Unknown (see Propagation.Restricted).
+	Restriction *ViewRestriction
+	// Unverified says why Proxies could not be checked against istiod's own count of
+	// connected proxies (no monitoring address, metrics unreadable); "" when it was.
+	Unverified string
+}
+
+// ViewRestriction says why an istiod view is partial or empty, and how to fix it.
+type ViewRestriction struct {
+	// Reason says what is wrong, in a user's words; Fix what to change.
+	Reason string `json:"reason"`
+	Fix    string `json:"fix"`
+	// Visible is how many proxies the view shows, Connected how many istiod counts as
+	// connected (its pilot_xds gauge, debug clients left out); -1 when unknown.
+	Visible   int `json:"visible"`
+	Connected int `json:"connected"`
+	// Denied: istiod refused the debug request (permission denied, unauthenticated), so
+	// nothing at all could be read.
+	Denied bool `json:"denied,omitempty"`
+}
+
+// restrictedIstiods names the views that show only part of istiod's proxies.
+func restrictedIstiods(views map[string]IstiodView) []string {
+	var out []string
+	for name, v := range views {
+		if v.Restriction != nil {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // NACKEvent is one rejection streamed by istiod's istio.io/nack debug type as it happens,

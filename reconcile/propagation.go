@@ -17,7 +17,8 @@ const (
 	PropagationStale      PropagationState = "Stale"
 	// PropagationNotPushed: istiod pushed nothing after the change within the grace period.
 	PropagationNotPushed PropagationState = "NotPushed"
-	// PropagationUnknown: an istiod that may serve affected proxies is unreachable.
+	// PropagationUnknown: an istiod that may serve affected proxies is unreachable, or
+	// shows meshdrift only part of its proxies (IstiodView.Restriction).
 	PropagationUnknown PropagationState = "Unknown"
 )
 
@@ -104,6 +105,9 @@ type Propagation struct {
 	Proxies []ProxyOutcome `json:"proxies,omitempty"`
 	// Unreachable lists istiods that could not be read.
 	Unreachable []string `json:"unreachable,omitempty"`
+	// Restricted lists istiods whose view is partial (see IstiodView.Restriction): what
+	// they hide may be a proxy that has not ACKed, so the change is Unknown.
+	Restricted []string `json:"restricted,omitempty"`
 	// Since is when the change entered State.
 	Since time.Time `json:"since"`
 }
@@ -218,11 +222,12 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		}
 	}
 	p.Unreachable = down
+	p.Restricted = restrictedIstiods(views)
 	age := now.Sub(c.ObservedAt)
 	switch {
 	case p.NACKed > 0:
 		p.State = PropagationNACKed
-	case len(down) > 0:
+	case len(down) > 0 || len(p.Restricted) > 0:
 		p.State = PropagationUnknown
 	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < cfg.Grace):
 		p.State = PropagationPropagated

@@ -34,8 +34,9 @@ type Store struct {
 	changes map[ObjectRef]*trackedChange
 	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
 	// state are evaluated again only when there is something new.
-	seq     uint64
-	changed chan struct{}
+	seq      uint64
+	inFlight bool // as of the last Evaluate
+	changed  chan struct{}
 }
 
 // NewStore returns an empty store. observer may be nil.
@@ -196,11 +197,11 @@ func (s *Store) notify() {
 }
 
 // Evaluate recomputes the propagation of tracked changes as of now and reports whether
-// any is in flight (pending within its grace), so the caller can poll istiod faster.
-// Changes in a final state (NACKed, Stale, NotPushed) are evaluated again only when istiod
-// reported something since, at most every Recheck; propagated ones are kept as they are
-// for Retention.
-func (s *Store) Evaluate(now time.Time) (inFlight bool) {
+// any is unresolved (not propagated); InFlight then says whether istiod should be read
+// faster. Changes in a final state (NACKed, Stale, NotPushed) are evaluated again only
+// when istiod reported something since, at most every Recheck; propagated ones are kept
+// as they are for Retention.
+func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	type transition struct {
 		prev, next Propagation
 		baseline   bool
@@ -209,6 +210,7 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 	s.mu.Lock()
 	down := s.downIstiodsLocked()
 	nacks := latestNACKs(s.nacks)
+	inFlight := false
 	for ref, tc := range s.changes {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
 			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
@@ -219,6 +221,7 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 			continue
 		}
 		if final(tc.result.State) && (tc.evaluatedSeq == s.seq || now.Sub(tc.evaluatedAt) < s.cfg.Recheck) {
+			unresolved = true
 			continue
 		}
 		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
@@ -232,10 +235,12 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
+		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
 			inFlight = true
 		}
 	}
+	s.inFlight = inFlight
 	s.pruneNACKsLocked(now)
 	s.mu.Unlock()
 	if s.observer != nil {
@@ -243,7 +248,16 @@ func (s *Store) Evaluate(now time.Time) (inFlight bool) {
 			s.observer.PropagationChanged(t.prev, t.next, t.baseline)
 		}
 	}
-	return inFlight
+	return unresolved
+}
+
+// InFlight reports whether the last Evaluate found a change in flight: pending within its
+// grace period, when reading istiod faster shows its propagation sooner. Changes in a
+// final state wait for istiod, not for meshdrift, and are not in flight.
+func (s *Store) InFlight() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.inFlight
 }
 
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came

@@ -180,3 +180,27 @@ func TestStoreSupersedesAndDrops(t *testing.T) {
 		t.Fatalf("changes = %+v, want the deletion only", c)
 	}
 }
+
+// Only a change pending within its grace is in flight; NACKed, Stale and NotPushed ones
+// wait for istiod and are not, though they stay unresolved.
+func TestStoreInFlightOnlyWhilePending(t *testing.T) {
+	o := t0.Add(437 * time.Millisecond)
+	s := NewStore(PropagationConfig{Grace: 30 * time.Second}, nil)
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 1, ObservedAt: o})
+	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(200 * time.Millisecond),
+		Proxies: []ProxyStatus{proxy("a.ns", o.Add(100*time.Millisecond), StateStale, "")}})
+	if !s.Evaluate(o.Add(time.Second)) || !s.InFlight() {
+		t.Fatal("a pending change within its grace is not in flight")
+	}
+	if !s.Evaluate(o.Add(31*time.Second)) || s.InFlight() {
+		t.Fatalf("a stale change (%s) is in flight, or resolved", s.Snapshot().Changes[0].State)
+	}
+	nacked := vsRef
+	nacked.Name = "nacked"
+	s.ObserveMeshChange(MeshChange{Ref: nacked, Generation: 1, ObservedAt: o.Add(40 * time.Second)})
+	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(41 * time.Second),
+		Proxies: []ProxyStatus{proxy("a.ns", o.Add(40100*time.Millisecond), StateError, "bad")}})
+	if !s.Evaluate(o.Add(41*time.Second)) || s.InFlight() {
+		t.Fatal("a NACKed change is in flight, or resolved")
+	}
+}

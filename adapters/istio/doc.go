@@ -13,7 +13,10 @@
 //
 // Each istiod replica only knows its own proxies, so views are kept per istiod and merged
 // downstream. An istiod that cannot be read is reported as a source that is down and
-// never as an empty view: "no proxies" must not read as "all synced".
+// never as an empty view: "no proxies" must not read as "all synced". Nor may a view
+// istiod's debug-endpoint authorization trimmed to meshdrift's own namespace: a view
+// with fewer proxies than istiod's pilot_xds gauge counts, or a debug request istiod
+// refuses, carries a reconcile.ViewRestriction with the reason and the fix.
 //
 // istiod's istio.io/nack debug stream, where an istiod offers it, delivers NACKs ahead of
 // the next read; the pinned Istio 1.31 no longer serves it, so reads (made faster by the

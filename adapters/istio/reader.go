@@ -60,8 +60,12 @@ type ReaderConfig struct {
 
 	// TokenFile holds a projected service account token with audience istio-ca. It is read
 	// again for every new connection, as the kubelet rotates it. Sent with xds-tls
-	// (required there) and http (optional); never over plaintext xDS.
+	// (required there) and http (optional: to loopback addresses only, unless
+	// AllowInsecureTokenOverHTTP); never over plaintext xDS.
 	TokenFile string
+	// AllowInsecureTokenOverHTTP sends the token over the http transport to non-loopback
+	// istiods too, in clear text.
+	AllowInsecureTokenOverHTTP bool
 	// CAFile is the Istio root CA (xds-tls); read for every new connection.
 	CAFile string
 	// ServerName is the name istiod's certificate is checked against (xds-tls); default
@@ -143,7 +147,9 @@ var ErrNoIstiod = errors.New("no istiod found")
 // Over xDS the syncz stream stays open between reads (see xdsSynczClient). With debug
 // endpoint authentication on (istiod's default), istiod shows a caller whose token is not
 // from its root namespace, or a namespace in DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES, only
-// the proxies of the caller's own namespace, without saying so: run meshdrift there.
+// the proxies of the caller's own namespace, without saying so: every view is checked
+// against istiod's own count of connected proxies and reported restricted, with the fix,
+// when it lacks some (restricted.go).
 type Reader struct {
 	cfg     ReaderConfig
 	targets TargetSource
@@ -159,9 +165,10 @@ type Reader struct {
 	intervalChanged  chan struct{}
 	intervalOverride atomic.Int64
 
-	mu       sync.Mutex
-	status   map[string]reconcile.SourceStatus // by source name
-	nackLogs map[string]bool                   // targets whose NACK fallback was logged
+	mu           sync.Mutex
+	status       map[string]reconcile.SourceStatus // by source name
+	nackLogs     map[string]bool                   // targets whose NACK fallback was logged
+	restrictions map[string]string                 // last logged restriction per target
 }
 
 // DiscoverySource is the name of the source status that says whether istiod instances
@@ -198,12 +205,14 @@ func NewReader(cfg ReaderConfig, targets TargetSource, sink reconcile.ProxySink,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("component", "istiod-reader")
+	logTokenPolicy(cfg, log)
 	return &Reader{
 		cfg:     cfg,
 		targets: targets,
 		sink:    sink,
 		sources: sources,
-		log:     log.With("component", "istiod-reader"),
+		log:     log,
 		metrics: m,
 		// Each request's context bounds it (ReadTimeout). istiod is in-cluster: no HTTP proxy.
 		http: &http.Client{Transport: &http.Transport{
@@ -216,6 +225,7 @@ func NewReader(cfg ReaderConfig, targets TargetSource, sink reconcile.ProxySink,
 		intervalChanged: make(chan struct{}, 1),
 		status:          map[string]reconcile.SourceStatus{},
 		nackLogs:        map[string]bool{},
+		restrictions:    map[string]string{},
 	}, nil
 }
 
@@ -407,6 +417,7 @@ func (r *Reader) forget(name string) {
 	r.mu.Lock()
 	delete(r.status, instanceSource(name))
 	delete(r.nackLogs, name)
+	delete(r.restrictions, name)
 	r.updateInstancesLocked()
 	r.mu.Unlock()
 	r.sink.ForgetIstiod(name)
@@ -427,6 +438,8 @@ type targetClient struct {
 	signalsAt time.Time
 	nack      *nackWatch // nil without a NACK subscription
 	stopNACK  context.CancelFunc
+	// restriction is the last count check's finding (restricted.go).
+	restriction *reconcile.ViewRestriction
 }
 
 func (c *targetClient) close() {
@@ -437,9 +450,10 @@ func (c *targetClient) close() {
 }
 
 func (r *Reader) newTargetClient(t Target) *targetClient {
+	r.logUnverified(t)
 	c := &targetClient{target: t}
 	if r.cfg.Transport == TransportHTTP {
-		c.syncz = &httpSynczClient{target: t, client: r.http, tokenFile: r.cfg.TokenFile}
+		c.syncz = newHTTPSynczClient(t, r.http, r.cfg)
 	} else {
 		c.syncz = &xdsSynczClient{target: t, cfg: r.cfg}
 	}
@@ -483,18 +497,26 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 	// Send and receive times bound istiod's clock offset (reconcile.ClockOffset).
 	readStarted := r.now()
 	start := time.Now()
-	version, proxies, err := c.syncz.read(rctx)
+	version, proxies, check, err := r.readChecked(ctx, rctx, c)
 	elapsed := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		return nil // we are shutting down: that says nothing about istiod
 	}
 	timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded)
 	r.metrics.observeRead(err, timedOut, elapsed)
+	if err == nil || check.restriction != nil {
+		r.reportRestriction(c, check) // an unreachable istiod says nothing about it
+	}
 	if err != nil {
 		if timedOut {
 			err = fmt.Errorf("no answer within %s: %w", r.cfg.ReadTimeout, err)
 		}
 		err = fmt.Errorf("read istiod %s at %s: %w", t.Name, t.Addr, err)
+		if rs := check.restriction; rs != nil {
+			// Refused, not unreachable: say so, and what to fix, where the istiod is listed.
+			err = fmt.Errorf("%s (fix: %s): %w", rs.Reason, rs.Fix, err)
+			r.sink.ObserveIstiod(reconcile.IstiodView{Istiod: t.Name, Revision: t.Revision, ObservedAt: r.now(), Signals: c.signals, Restriction: rs})
+		}
 		r.setStatus(instanceSource(t.Name), err)
 		return err
 	}
@@ -514,6 +536,8 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 		ObservedAt:    now,
 		ReadStartedAt: readStarted,
 		Signals:       c.signals,
+		Restriction:   check.restriction,
+		Unverified:    check.unverified,
 	}
 	if d, ok := c.syncz.(interface{ serverDate() time.Time }); ok {
 		view.ServerDate = d.serverDate()

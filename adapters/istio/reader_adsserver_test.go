@@ -40,6 +40,9 @@ type adsServer struct {
 	syncz *discoveryv3.DiscoveryResponse
 	// nackErr, when set, refuses istio.io/nack subscriptions as today's istiod does.
 	nackErr error
+	// synczErr, when set, refuses syncz requests as istiod does a caller debug-endpoint
+	// authorization turns away.
+	synczErr error
 
 	mu          sync.Mutex
 	auth        []string       // the authorization metadata of each stream, "" when none
@@ -120,6 +123,9 @@ func (s *adsServer) StreamAggregatedResources(stream discoveryv3.AggregatedDisco
 	handle := func(req *discoveryv3.DiscoveryRequest) error {
 		switch req.GetTypeUrl() {
 		case SynczTypeURL:
+			if s.synczErr != nil {
+				return s.synczErr
+			}
 			s.mu.Lock()
 			s.synczReads++
 			resp := s.syncz

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -17,11 +19,46 @@ const maxErrorBodyBytes = 512
 // httpSynczClient reads GET /debug/syncz. Connections are kept alive by the shared
 // http.Client, so a poll costs one request. One read at a time.
 type httpSynczClient struct {
-	target    Target
-	client    *http.Client
+	target Target
+	client *http.Client
+	// tokenFile is sent as a bearer token; "" when there is none, or when it must not
+	// travel in clear text to this target (see sendsToken).
 	tokenFile string
 	// date is the Date header of the last answer (istiod's clock), zero when it had none.
 	date time.Time
+	// tokenWithheld: a token is configured but not sent to this non-loopback target.
+	tokenWithheld bool
+}
+
+func newHTTPSynczClient(t Target, client *http.Client, cfg ReaderConfig) *httpSynczClient {
+	c := &httpSynczClient{target: t, client: client}
+	if cfg.TokenFile != "" {
+		if sendsToken(t.Addr, cfg.AllowInsecureTokenOverHTTP) {
+			c.tokenFile = cfg.TokenFile
+		} else {
+			c.tokenWithheld = true
+		}
+	}
+	return c
+}
+
+// sendsToken says whether the istio-ca token may go in clear text to addr: only to a
+// loopback address (a port-forward, a sidecar on the same host), unless the
+// configuration allows it in so many words. The token is meshdrift's identity towards
+// istiod; anyone on the path could replay it until it expires.
+func sendsToken(addr string, allowInsecure bool) bool {
+	if allowInsecure {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (c *httpSynczClient) read(ctx context.Context) (string, []reconcile.ProxyStatus, error) {
@@ -48,6 +85,18 @@ func (c *httpSynczClient) close() {}
 // serverDate is the last answer's Date header: Go's HTTP server in istiod writes it from
 // istiod's clock, which bounds its offset from meshdrift's (reconcile.ClockOffset).
 func (c *httpSynczClient) serverDate() time.Time { return c.date }
+
+// httpStatusError is an answer other than 200 OK.
+type httpStatusError struct {
+	url    string
+	status string
+	code   int
+	body   string
+}
+
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("get %s: %s: %s", e.url, e.status, e.body)
+}
 
 // httpGet GETs url and returns the body of a 200 answer. The token file, when set, is
 // read for every request, as the kubelet rotates it.
@@ -81,7 +130,7 @@ func httpDo(ctx context.Context, client *http.Client, url, accept, tokenFile str
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-		return nil, fmt.Errorf("get %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+		return nil, &httpStatusError{url: url, status: resp.Status, code: resp.StatusCode, body: strings.TrimSpace(string(b))}
 	}
 	return resp, nil
 }

@@ -275,7 +275,7 @@ func TestTwoIstiodsEachWithItsProxies(t *testing.T) {
 func TestIstiodStoppedThenRestarted(t *testing.T) {
 	needBed(t)
 	ctx := context.Background()
-	istiod, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-c"})
+	istiod, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, testbed.IstiodOptions{Name: "istiod-c", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}})
 	if err != nil {
 		t.Fatal(err)
 	}

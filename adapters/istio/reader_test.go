@@ -376,9 +376,10 @@ func TestBadSynczAnswerIsDown(t *testing.T) {
 		handler http.HandlerFunc
 		wantErr string
 	}{
-		{"status 401", func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-		}, "401 Unauthorized: authentication required"},
+		// 401 and 403 are refusals, with a fix: TestReaderRefusedDebugRequest.
+		{"status 500", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "push context not ready", http.StatusInternalServerError)
+		}, "500 Internal Server Error: push context not ready"},
 		{"not json", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "<html>") }, "decode syncz body: "},
 		{"proxy without id", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `[{"proxy":""}]`) }, "syncz entry 0: proxy has no id"},
 	}

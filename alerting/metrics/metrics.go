@@ -34,6 +34,8 @@ var (
 		"How far the istiod's clock is ahead of meshdrift's (negative: behind), the value closest to zero its reads allow; absent until bounded both ways. Beyond 2s either way propagation verdicts are not reliable.", []string{"istiod"}, nil)
 	clockErrorDesc = prometheus.NewDesc("meshdrift_istiod_clock_offset_error_seconds",
 		"Width of the bounds on meshdrift_istiod_clock_offset_seconds: the estimate is within it of the true offset.", []string{"istiod"}, nil)
+	restrictedDesc = prometheus.NewDesc("meshdrift_istiod_views_restricted",
+		"istiod instances that show meshdrift fewer proxies than are connected to them, or refuse to show any (debug-endpoint authorization); propagation through them is Unknown.", nil, nil)
 )
 
 // Collector reports the store's current state.
@@ -46,7 +48,7 @@ func NewCollector(store Snapshotter) *Collector { return &Collector{store: store
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc, clockOffsetDesc, clockErrorDesc} {
+	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc, restrictedDesc, clockOffsetDesc, clockErrorDesc} {
 		ch <- d
 	}
 }
@@ -104,6 +106,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range rollups {
 		ch <- prometheus.MustNewConstMetric(rollupsDesc, prometheus.GaugeValue, v, k[0], k[1])
 	}
+
+	restricted := 0.0
+	for _, v := range s.Istiods {
+		if v.Restriction != nil {
+			restricted++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(restrictedDesc, prometheus.GaugeValue, restricted)
 
 	for _, v := range s.Istiods {
 		if c := v.ClockOffset; c.Known() {

@@ -18,6 +18,7 @@ func TestCollectorExposition(t *testing.T) {
 	store.ReportSource(reconcile.SourceStatus{Name: "istiod/istiod-a", Up: true})
 	store.ReportSource(reconcile.SourceStatus{Name: "istiod/istiod-b", Up: false, Error: "timeout"})
 	store.ReportSource(reconcile.SourceStatus{Name: "flux", Up: true})
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-r", Restriction: &reconcile.ViewRestriction{Reason: "shows 0 of 2", Connected: 2}})
 	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-a", Proxies: []reconcile.ProxyStatus{
 		{ID: "a", Types: []reconcile.XDSStatus{{State: reconcile.StateSynced}, {State: reconcile.StateError}}},
 		{ID: "b", Types: []reconcile.XDSStatus{{State: reconcile.StateSynced}}},
@@ -28,6 +29,9 @@ func TestCollectorExposition(t *testing.T) {
 # TYPE meshdrift_apps gauge
 meshdrift_apps{source="argocd",state="Failed"} 1
 meshdrift_apps{source="flux",state="Synced"} 1
+# HELP meshdrift_istiod_views_restricted istiod instances that show meshdrift fewer proxies than are connected to them, or refuse to show any (debug-endpoint authorization); propagation through them is Unknown.
+# TYPE meshdrift_istiod_views_restricted gauge
+meshdrift_istiod_views_restricted 1
 # HELP meshdrift_proxies Proxies by their worst xDS state (SYNCED, STALE, NOT SENT, ERROR) across all istiods.
 # TYPE meshdrift_proxies gauge
 meshdrift_proxies{state="ERROR"} 1

@@ -71,6 +71,11 @@ type Istiod struct {
 	// Signals is what istiod's own metrics report (rejected configs, NACKs per proxy,
 	// conflicts, push errors), when its monitoring port is known.
 	Signals *reconcile.IstiodSignals `json:"signals,omitempty"`
+	// Restriction is set when istiod shows meshdrift only part of its proxies, or none:
+	// propagation through it is Unknown until the fix is applied.
+	Restriction *reconcile.ViewRestriction `json:"restriction,omitempty"`
+	// Unverified says why the proxy list could not be checked for completeness.
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // Proxy is one proxy's per-type state.
@@ -118,7 +123,8 @@ func Build(s reconcile.Snapshot, now time.Time) Status {
 		st.Apps = append(st.Apps, app)
 	}
 	for _, v := range s.Istiods {
-		is := Istiod{Name: v.Istiod, Revision: v.Revision, PushVersion: v.PushVersion, ObservedAt: v.ObservedAt.UTC(), Proxies: []Proxy{}, Signals: v.Signals}
+		is := Istiod{Name: v.Istiod, Revision: v.Revision, PushVersion: v.PushVersion, ObservedAt: v.ObservedAt.UTC(), Proxies: []Proxy{}, Signals: v.Signals,
+			Restriction: v.Restriction, Unverified: v.Unverified}
 		for _, p := range v.Proxies {
 			px := Proxy{ID: p.ID, Types: map[string]string{}}
 			for _, t := range p.Types {

@@ -1,6 +1,7 @@
 package statusapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -45,5 +46,35 @@ func TestStatusAPI(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/status", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST status %d", rec.Code)
+	}
+}
+
+// A restricted istiod view is shown with its reason and fix, and so is a view that could
+// not be checked.
+func TestStatusAPIShowsRestriction(t *testing.T) {
+	store := reconcile.NewStore(reconcile.PropagationConfig{}, nil)
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-0", Restriction: &reconcile.ViewRestriction{
+		Reason: "istiod istiod-0 shows meshdrift 0 of the 1 proxies connected to it", Fix: "set DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES=meshdrift-system on istiod",
+		Visible: 0, Connected: 1,
+	}})
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-1", Unverified: "no monitoring address known"})
+	rec := httptest.NewRecorder()
+	New(store).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/status", nil))
+	var got struct {
+		Istiods []map[string]json.RawMessage `json:"istiods"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Istiods) != 2 {
+		t.Fatalf("istiods %s", rec.Body)
+	}
+	want := `{"reason":"istiod istiod-0 shows meshdrift 0 of the 1 proxies connected to it","fix":"set DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES=meshdrift-system on istiod","visible":0,"connected":1}`
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, got.Istiods[0]["restriction"]); err != nil || compact.String() != want {
+		t.Errorf("restriction %s, want %s", got.Istiods[0]["restriction"], want)
+	}
+	if string(got.Istiods[1]["unverified"]) != `"no monitoring address known"` || got.Istiods[1]["restriction"] != nil {
+		t.Errorf("istiod-1 %s", rec.Body)
 	}
 }

@@ -52,6 +52,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	a.store.Evaluate(time.Now())
 	snap := a.store.Snapshot()
 	printSnapshot(stdout, snap)
+	printUnverified(stdout, snap)
 	if problems := snapshotProblems(snap); len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
 		for _, p := range problems {
@@ -63,11 +64,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// snapshotProblems lists what check fails on: unreachable sources, failing apps, proxies
-// in ERROR, and changes that were NACKed, went stale or were never pushed.
+// snapshotProblems lists what check fails on: unreachable sources, restricted istiod
+// views, failing apps, proxies in ERROR, and changes that were NACKed, went stale or were
+// never pushed.
 func snapshotProblems(s reconcile.Snapshot) []string {
-	var out []string
+	out, refused := restrictionProblems(s)
 	for _, src := range s.Sources {
+		if refused[src.Name] {
+			continue // said above, with the fix
+		}
 		if !src.Up {
 			out = append(out, fmt.Sprintf("source %s unreachable: %s", src.Name, src.Error))
 		}
@@ -167,4 +172,33 @@ func oneLine(s string) string {
 		return s[:117] + "..."
 	}
 	return s
+}
+
+// restrictionProblems reports every istiod that shows meshdrift only part of its proxies
+// (or refuses to show any): whatever else check prints about the mesh is then incomplete,
+// so it fails, with the fix. refused names the sources of istiods that refused outright,
+// whose "unreachable" line would only repeat it.
+func restrictionProblems(s reconcile.Snapshot) (out []string, refused map[string]bool) {
+	refused = map[string]bool{}
+	for _, v := range s.Istiods {
+		rs := v.Restriction
+		if rs == nil {
+			continue
+		}
+		if rs.Denied {
+			refused["istiod/"+v.Istiod] = true
+		}
+		out = append(out, fmt.Sprintf("restricted view of istiod %s, propagation Unknown: %s\n    fix: %s", v.Istiod, rs.Reason, rs.Fix))
+	}
+	return out, refused
+}
+
+// printUnverified notes istiods whose proxy list could not be checked for completeness:
+// not a failure, but what check says about them rests on istiod showing every proxy.
+func printUnverified(w io.Writer, s reconcile.Snapshot) {
+	for _, v := range s.Istiods {
+		if v.Unverified != "" && v.Restriction == nil {
+			fmt.Fprintf(w, "note: istiod %s: not checked that it shows every connected proxy: %s\n", v.Istiod, v.Unverified)
+		}
+	}
 }

@@ -200,6 +200,7 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 	}
 	reader, err := istio.NewReader(istio.ReaderConfig{
 		Transport: transport, Interval: c.PollInterval.D(), TokenFile: c.TokenFile, CAFile: c.CAFile, IstioNamespace: c.Namespace,
+		AllowInsecureTokenOverHTTP: c.AllowInsecureTokenOverHTTP,
 	}, targets, a.store, a.store, a.registry, a.log.With("adapter", "istio"))
 	if err != nil {
 		return err
@@ -209,7 +210,10 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 	return nil
 }
 
-// ready answers 200 once every watcher has synced its cache.
+// ready answers 200 once every watcher has synced its cache. A restricted istiod view is
+// listed in the body but keeps the 200: it is istiod's configuration that needs fixing,
+// not meshdrift, and a 503 would take the status API and /metrics, which say what to fix,
+// out of the Service's endpoints (meshdrift_istiod_views_restricted is what alerts).
 func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 	for _, c := range a.components {
 		if c.synced != nil && !c.synced() {
@@ -217,7 +221,14 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	var b strings.Builder
+	b.WriteString("ok\n")
+	for _, v := range a.store.Snapshot().Istiods {
+		if rs := v.Restriction; rs != nil {
+			fmt.Fprintf(&b, "restricted istiod view, propagation Unknown: %s\n  fix: %s\n", rs.Reason, rs.Fix)
+		}
+	}
+	_, _ = w.Write([]byte(b.String()))
 }
 
 // evaluate recomputes propagation whenever an observation arrives and at least every
@@ -243,11 +254,11 @@ func (a *app) evaluate(ctx context.Context) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		inFlight := a.store.Evaluate(now)
+		a.store.Evaluate(now)
 		if a.reader == nil {
 			continue
 		}
-		if f := pacer.Fast(now, inFlight); f != fast {
+		if f := pacer.Fast(now, a.store.InFlight()); f != fast {
 			fast = f
 			if fast {
 				a.reader.SetInterval(pacer.Interval())
