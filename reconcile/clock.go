@@ -253,18 +253,33 @@ type pushWindow struct {
 	from time.Time
 	// after: a push after it came after the change, as far as the bounds tell.
 	after time.Time
-	// offset converts istiod's times to meshdrift's, for latency.
+	// offset converts istiod's times to meshdrift's, for latency; at is the change's time
+	// as the estimate places it on istiod's clock.
 	offset time.Duration
-	// unsure: the bounds are too wide to tell a push just before the change from one
-	// just after it, so from is a guess (the estimate); a change is not declared
-	// propagated on such a push while it is within its grace period (see ambiguous).
+	at     time.Time
+	// unsure: the bounds are too wide to widen the window by their error, so from is a
+	// guess (the estimate); hasMax: after is an upper bound's, not the estimate's.
 	unsure, hasMax bool
 }
 
-// ambiguous reports whether a push at istiod time t, counted as the change's, may have
-// come before the change.
+// ambiguous reports whether a proxy whose latest push counted as the change's is at
+// istiod time t may have been pushed nothing after the change at all: every push the
+// window counts may be an unrelated one from just before it (the window is widened by
+// the bounds' error, and wider bounds only guess). Such a proxy's ACK does not make the
+// change propagated while it is within its grace: its own push may be yet to come.
 func (w pushWindow) ambiguous(t time.Time) bool {
-	return w.unsure && (!w.hasMax || t.Before(w.after))
+	return (w.unsure && !w.hasMax) || t.Before(w.after)
+}
+
+// lastPushSince is the latest send to px at or after from, zero when none.
+func lastPushSince(px ProxyStatus, from time.Time) time.Time {
+	var last time.Time
+	for _, t := range px.Types {
+		if !t.SentAt.Before(from) && t.SentAt.After(last) {
+			last = t.SentAt
+		}
+	}
+	return last
 }
 
 // windowFor places change c, seen at c.ObservedAt, on the clock of an istiod with
@@ -278,7 +293,7 @@ func windowFor(c MeshChange, o ClockOffset, slack time.Duration) pushWindow {
 		// The API server's second (the write came within the second after it) is compared
 		// with istiod's clock as it is: meshdrift cannot measure that offset. With no
 		// evidence at all, clocks are taken to agree.
-		return pushWindow{from: at.Add(-slack), after: at}
+		return pushWindow{from: at.Add(-slack), after: at, at: at}
 	}
 	est := o.Estimate()
 	var widen time.Duration
@@ -289,6 +304,7 @@ func windowFor(c MeshChange, o ClockOffset, slack time.Duration) pushWindow {
 		from:   at.Add(est - widen - slack),
 		after:  at.Add(est),
 		offset: est,
+		at:     at.Add(est),
 		unsure: !o.Known() || o.Max-o.Min > maxClockUncertainty,
 	}
 	if o.HasMax {
@@ -316,4 +332,22 @@ func nackSuperseded(n NACKEvent, v IstiodView, px ProxyStatus) bool {
 		started = v.ObservedAt
 	}
 	return started.After(n.At.Add(nackSettle))
+}
+
+// latencyPush is the push to px that latency is measured from: the earliest at or after
+// the change as the estimate places it. The window, widened by the estimate's error, may
+// also hold an unrelated push just before the change (an endpoint update), which would
+// make the latency nothing; only when there is no later one is first, the earliest in
+// the window, taken.
+func latencyPush(px ProxyStatus, w pushWindow, first time.Time) time.Time {
+	var best time.Time
+	for _, t := range px.Types {
+		if !t.SentAt.Before(w.at) && (best.IsZero() || t.SentAt.Before(best)) {
+			best = t.SentAt
+		}
+	}
+	if best.IsZero() {
+		return first
+	}
+	return best
 }

@@ -307,3 +307,45 @@ func TestUnsureClockHoldsPropagation(t *testing.T) {
 		t.Fatalf("after the change's push: %+v, want Propagated to a.ns only", got)
 	}
 }
+
+// Measured on the real istiod under load: with bounds of [-102ms, +164ms] around a true
+// offset of zero, an endpoint push 31 ms before the change falls inside the widened
+// window. The change's latency is that of its own push (164 ms), not nothing.
+func TestLatencyIgnoresAnEarlierPushInTheWidenedWindow(t *testing.T) {
+	o := t0.Add(889555352)
+	p := ProxyStatus{ID: "reviews-v1-ack.ns", Types: []XDSStatus{
+		{TypeURL: cds, State: StateSynced, SentAt: o.Add(164 * time.Millisecond)},
+		{TypeURL: eds, State: StateSynced, SentAt: o.Add(-31 * time.Millisecond)},
+		{TypeURL: lds, State: StateSynced, SentAt: o.Add(167 * time.Millisecond)},
+	}}
+	v := IstiodView{Istiod: "istiod-shared", ObservedAt: o.Add(250 * time.Millisecond), Proxies: []ProxyStatus{p},
+		ClockOffset: ClockOffset{Min: -102 * time.Millisecond, Max: 164 * time.Millisecond, HasMin: true, HasMax: true}}
+	tc := &trackedChange{change: MeshChange{Ref: vsRef, ObservedAt: o}}
+	got := tc.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{v.Istiod: v}, nil, nil, o.Add(300*time.Millisecond))
+	if got.State != PropagationPropagated || got.Latency != 164*time.Millisecond {
+		t.Fatalf("%s latency %s, want Propagated in 164ms", got.State, got.Latency)
+	}
+}
+
+// The same, when a read before the change's push showed only the endpoint push: that is
+// no verdict, and the latency guess is replaced once the change's own push shows.
+func TestLatencyGuessReplacedByTheChangesPush(t *testing.T) {
+	o := t0.Add(889555352)
+	bounds := ClockOffset{Min: -102 * time.Millisecond, Max: 164 * time.Millisecond, HasMin: true, HasMax: true}
+	eds := XDSStatus{TypeURL: eds, State: StateSynced, SentAt: o.Add(-31 * time.Millisecond)}
+	before := IstiodView{Istiod: "istiod-shared", ObservedAt: o.Add(50 * time.Millisecond), ClockOffset: bounds,
+		Proxies: []ProxyStatus{{ID: "a.ns", Types: []XDSStatus{eds}}}}
+	tc := &trackedChange{change: MeshChange{Ref: vsRef, ObservedAt: o}}
+	// The endpoint push may predate the change: no verdict on it, the change's own push
+	// (which a NACK could answer) may be yet to come.
+	if got := tc.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{before.Istiod: before}, nil, nil, o.Add(60*time.Millisecond)); got.State != PropagationPending {
+		t.Fatalf("on a push that may predate the change: %s, want Pending", got.State)
+	}
+	after := before
+	after.ObservedAt = o.Add(300 * time.Millisecond)
+	after.Proxies = []ProxyStatus{{ID: "a.ns", Types: []XDSStatus{eds, {TypeURL: cds, State: StateSynced, SentAt: o.Add(164 * time.Millisecond)}}}}
+	got := tc.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{after.Istiod: after}, nil, nil, o.Add(310*time.Millisecond))
+	if got.State != PropagationPropagated || got.Latency != 164*time.Millisecond {
+		t.Fatalf("%s latency %s, want Propagated in 164ms", got.State, got.Latency)
+	}
+}

@@ -183,14 +183,14 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			pushedSince, targetedHere = true, true
 			p.Targeted++
 			if !first.IsZero() {
-				unsure = unsure || win.ambiguous(first)
-				first = first.Add(-win.offset) // meshdrift's clock, for latency
+				unsure = unsure || win.ambiguous(lastPushSince(px, win.from))
+				first = latencyPush(px, win, first).Add(-win.offset) // meshdrift's clock
 				if tc.firstPush == nil {
 					tc.firstPush = map[proxyKey]firstPush{}
 				}
-				// An earlier first push is kept unless the window, as the clock bounds now
-				// place it, starts after it (it was an unrelated push then).
-				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) && !prev.at.Before(win.from.Add(-win.offset)) {
+				// An earlier first push is kept unless it came before the change as the
+				// clock estimate now places it (an unrelated push, or a guess).
+				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) && !prev.at.Before(win.at.Add(-win.offset)) {
 					first = prev.at
 				}
 				tc.firstPush[key] = firstPush{at: first, eval: tc.evals}
