@@ -263,12 +263,14 @@ type pushWindow struct {
 }
 
 // ambiguous reports whether a proxy whose latest push counted as the change's is at
-// istiod time t may have been pushed nothing after the change at all: every push the
-// window counts may be an unrelated one from just before it (the window is widened by
-// the bounds' error, and wider bounds only guess). Such a proxy's ACK does not make the
-// change propagated while it is within its grace: its own push may be yet to come.
+// istiod time t may have been pushed nothing after the change: its pushes in the window
+// all come before the change as the estimate places it (the window is widened below the
+// estimate by the bounds' error, so that no push of the change is missed, which lets in
+// an unrelated push from just before), or, with bounds too wide to widen by, before the
+// change as the upper bound places it. Such a proxy's NACK counts; its ACK does not make
+// the change propagated while it is within its grace, as its own push may be yet to come.
 func (w pushWindow) ambiguous(t time.Time) bool {
-	return (w.unsure && !w.hasMax) || t.Before(w.after)
+	return t.Before(w.at) || (w.unsure && (!w.hasMax || t.Before(w.after)))
 }
 
 // lastPushSince is the latest send to px at or after from, zero when none.
