@@ -262,13 +262,19 @@ type pushWindow struct {
 	unsure, hasMax bool
 }
 
+// ambiguousHold is how long a change waits for its own push to a proxy whose only push
+// in the window may predate it (see ambiguous), before the estimate decides: istiod
+// pushes within its debounce of seeing a change, and a healthy push is ACKed within a
+// few seconds.
+const ambiguousHold = 5 * time.Second
+
 // ambiguous reports whether a proxy whose latest push counted as the change's is at
 // istiod time t may have been pushed nothing after the change: its pushes in the window
 // all come before the change as the estimate places it (the window is widened below the
 // estimate by the bounds' error, so that no push of the change is missed, which lets in
 // an unrelated push from just before), or, with bounds too wide to widen by, before the
 // change as the upper bound places it. Such a proxy's NACK counts; its ACK does not make
-// the change propagated while it is within its grace, as its own push may be yet to come.
+// the change propagated for ambiguousHold, as its own push may be yet to come.
 func (w pushWindow) ambiguous(t time.Time) bool {
 	return t.Before(w.at) || (w.unsure && (!w.hasMax || t.Before(w.after)))
 }

@@ -229,7 +229,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		p.State = PropagationNACKed
 	case len(down) > 0 || len(p.Restricted) > 0:
 		p.State = PropagationUnknown
-	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < cfg.Grace):
+	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < min(cfg.Grace, ambiguousHold)):
 		p.State = PropagationPropagated
 		if lat := latest.Sub(c.ObservedAt); lat > 0 {
 			p.Latency = lat
