@@ -34,9 +34,10 @@ type Store struct {
 	changes map[ObjectRef]*trackedChange
 	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
 	// state are evaluated again only when there is something new.
-	seq      uint64
-	inFlight bool // as of the last Evaluate
-	changed  chan struct{}
+	seq         uint64
+	inFlight    bool // as of the last Evaluate
+	newInFlight bool // a change was first evaluated by the last Evaluate
+	changed     chan struct{}
 }
 
 // NewStore returns an empty store. observer may be nil.
@@ -210,7 +211,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	s.mu.Lock()
 	down := s.downIstiodsLocked()
 	nacks := latestNACKs(s.nacks)
-	inFlight := false
+	inFlight, started := false, false
 	for ref, tc := range s.changes {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
 			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
@@ -238,9 +239,10 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
 			inFlight = true
+			started = started || tc.evals == 1
 		}
 	}
-	s.inFlight = inFlight
+	s.inFlight, s.newInFlight = inFlight, started
 	s.pruneNACKsLocked(now)
 	s.mu.Unlock()
 	if s.observer != nil {
@@ -253,11 +255,14 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 
 // InFlight reports whether the last Evaluate found a change in flight: pending within its
 // grace period, when reading istiod faster shows its propagation sooner. Changes in a
-// final state wait for istiod, not for meshdrift, and are not in flight.
-func (s *Store) InFlight() bool {
+// final state wait for istiod, not for meshdrift, and are not in flight. started says a
+// change was evaluated for the first time: a read of istiod now, before istiod's debounce
+// ends and it pushes, brackets the push closely and so places it on meshdrift's clock
+// (clock.go).
+func (s *Store) InFlight() (inFlight, started bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.inFlight
+	return s.inFlight, s.newInFlight
 }
 
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came

@@ -189,18 +189,25 @@ func TestStoreInFlightOnlyWhilePending(t *testing.T) {
 	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 1, ObservedAt: o})
 	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(200 * time.Millisecond),
 		Proxies: []ProxyStatus{proxy("a.ns", o.Add(100*time.Millisecond), StateStale, "")}})
-	if !s.Evaluate(o.Add(time.Second)) || !s.InFlight() {
-		t.Fatal("a pending change within its grace is not in flight")
+	if inFlight, started := s.InFlight(); inFlight || started {
+		t.Fatal("in flight before any evaluation")
 	}
-	if !s.Evaluate(o.Add(31*time.Second)) || s.InFlight() {
-		t.Fatalf("a stale change (%s) is in flight, or resolved", s.Snapshot().Changes[0].State)
+	check := func(at time.Duration, wantInFlight, wantStarted bool) {
+		t.Helper()
+		if !s.Evaluate(o.Add(at)) {
+			t.Fatalf("at +%s: resolved", at)
+		}
+		if inFlight, started := s.InFlight(); inFlight != wantInFlight || started != wantStarted {
+			t.Fatalf("at +%s (%s): in flight %v, started %v; want %v, %v", at, s.Snapshot().Changes[0].State, inFlight, started, wantInFlight, wantStarted)
+		}
 	}
+	check(time.Second, true, true)      // new and pending within its grace
+	check(2*time.Second, true, false)   // pending, evaluated before
+	check(31*time.Second, false, false) // stale
 	nacked := vsRef
 	nacked.Name = "nacked"
 	s.ObserveMeshChange(MeshChange{Ref: nacked, Generation: 1, ObservedAt: o.Add(40 * time.Second)})
 	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(41 * time.Second),
 		Proxies: []ProxyStatus{proxy("a.ns", o.Add(40100*time.Millisecond), StateError, "bad")}})
-	if !s.Evaluate(o.Add(41*time.Second)) || s.InFlight() {
-		t.Fatal("a NACKed change is in flight, or resolved")
-	}
+	check(41*time.Second, false, false) // NACKed at once
 }

@@ -258,14 +258,19 @@ func (a *app) evaluate(ctx context.Context) error {
 		if a.reader == nil {
 			continue
 		}
-		if f := pacer.Fast(now, a.store.InFlight()); f != fast {
+		inFlight, started := a.store.InFlight()
+		f := pacer.Fast(now, inFlight)
+		if f != fast {
 			fast = f
 			if fast {
 				a.reader.SetInterval(pacer.Interval())
-				a.reader.Poke()
 			} else {
 				a.reader.SetInterval(0) // the configured interval
 			}
+		}
+		if fast && started {
+			// A read now, before istiod's debounce ends, brackets the change's push.
+			a.reader.Poke()
 		}
 	}
 }
