@@ -164,13 +164,13 @@ func repeatOrOlder(prev, c MeshChange) bool {
 // sort on every change): propagated ones first, oldest first, then the rest, oldest first.
 func (s *Store) evictLocked() {
 	type victim struct {
-		ref      ObjectRef
-		resolved bool
-		since    time.Time
+		ref             ObjectRef
+		resolved        bool
+		since, observed time.Time
 	}
 	all := make([]victim, 0, len(s.changes))
 	for ref, tc := range s.changes {
-		all = append(all, victim{ref, tc.resolved, tc.result.Since})
+		all = append(all, victim{ref, tc.resolved, tc.result.Since, tc.change.ObservedAt})
 	}
 	slices.SortFunc(all, func(a, b victim) int {
 		if a.resolved != b.resolved {
@@ -179,7 +179,10 @@ func (s *Store) evictLocked() {
 			}
 			return 1
 		}
-		return a.since.Compare(b.since)
+		if c := a.since.Compare(b.since); c != 0 {
+			return c
+		}
+		return a.observed.Compare(b.observed)
 	})
 	keep := s.cfg.MaxChanges * 9 / 10
 	for _, v := range all[:len(all)-keep] {
