@@ -24,6 +24,8 @@ type Config struct {
 	Flux       FluxConfig      `json:"flux"`
 	Istio      IstioConfig     `json:"istio"`
 	Reconcile  ReconcileConfig `json:"reconcile"`
+	Findings   FindingsConfig  `json:"findings"`
+	Alerting   AlertingConfig  `json:"alerting"`
 }
 
 // ServerConfig is meshdrift's own HTTP server: metrics, health, status API, Flux webhooks.
@@ -56,13 +58,26 @@ type FluxConfig struct {
 	Receiver FluxReceiverConfig `json:"receiver"`
 }
 
-// FluxReceiverConfig is the endpoint notification-controller's generic(-hmac) Provider posts to.
+// FluxReceiverConfig is the endpoint notification-controller's generic-hmac Provider posts
+// to. Each event makes meshdrift re-read that app at once; without the receiver the watch
+// still sees every change, only not as soon. It fails closed: enabled, it needs the
+// Provider's token in HMACKeyFile, or InsecureNoAuth to accept unsigned events.
 type FluxReceiverConfig struct {
+	// Enabled is false by default: the receiver cannot work without the Provider's token,
+	// and an optional speed-up should not keep meshdrift from starting.
 	Enabled bool   `json:"enabled"`
 	Path    string `json:"path"`
-	// HMACKeyFile holds the Provider Secret's token; when set every request must be signed.
-	HMACKeyFile  string `json:"hmacKeyFile,omitempty"`
-	MaxBodyBytes int64  `json:"maxBodyBytes"`
+	// HMACKeyFile holds the Provider Secret's token (its key "token"), e.g. a mounted
+	// Secret; every request must be signed with it. Surrounding white space is removed;
+	// an empty file is an error.
+	HMACKeyFile string `json:"hmacKeyFile,omitempty"`
+	// InsecureNoAuth accepts unsigned events (Provider type generic): anyone who reaches
+	// the endpoint can then trigger re-reads. It must be set explicitly and excludes
+	// HMACKeyFile.
+	InsecureNoAuth bool `json:"insecureNoAuth,omitempty"`
+	// AllowSHA1 accepts "sha1=" signatures; notification-controller signs with sha256.
+	AllowSHA1    bool  `json:"allowSHA1,omitempty"`
+	MaxBodyBytes int64 `json:"maxBodyBytes"`
 }
 
 // IstioConfig locates istiod and says how to read its per-proxy state.
@@ -111,6 +126,62 @@ type FastPollConfig struct {
 // MinFastPollInterval is the fastest istiod may be read (the reader's own floor).
 const MinFastPollInterval = 100 * time.Millisecond
 
+// AlertingConfig is where findings are delivered.
+type AlertingConfig struct {
+	Alertmanager AlertmanagerConfig `json:"alertmanager"`
+	Events       EventsConfig       `json:"events"`
+}
+
+// EventsConfig writes Kubernetes Events about findings on the mesh object and on the
+// owning Argo CD Application or Flux Kustomization/HelmRelease.
+type EventsConfig struct {
+	Enabled bool `json:"enabled"`
+	// ResendInterval: a firing finding's Event is written again this often. client-go ends
+	// an Event series after 6 minutes without a delivery, so this stays below that.
+	ResendInterval Duration `json:"resendInterval"`
+}
+
+// AlertmanagerConfig is the Alertmanager set findings are sent to; no URLs, no sending.
+type AlertmanagerConfig struct {
+	// URLs are the base URLs of every member of the Alertmanager set (each gets every alert).
+	URLs []string `json:"urls,omitempty"`
+	// ResendInterval: firing findings are sent again this often; alerts end 4x this ahead.
+	ResendInterval Duration `json:"resendInterval"`
+	// Timeout bounds one POST to one Alertmanager.
+	Timeout Duration `json:"timeout"`
+	// QueueCapacity bounds the findings waiting per Alertmanager during an outage.
+	QueueCapacity int `json:"queueCapacity"`
+	// Cluster is the cluster label of every alert; empty leaves it out.
+	Cluster string `json:"cluster,omitempty"`
+	// ExternalURL is meshdrift's page as people reach it; alerts link to <externalURL>/findings/<id>.
+	ExternalURL string `json:"externalURL,omitempty"`
+	// RunbookURL is the findings catalog page; runbook_url is <runbookURL>#<code>.
+	RunbookURL string `json:"runbookURL"`
+	// BasicAuth and BearerTokenFile are exclusive; their files are re-read when they change.
+	BasicAuth       *BasicAuthConfig `json:"basicAuth,omitempty"`
+	BearerTokenFile string           `json:"bearerTokenFile,omitempty"`
+	TLS             TLSConfig        `json:"tls,omitempty"`
+}
+
+// BasicAuthConfig is a user name and a file holding the password.
+type BasicAuthConfig struct {
+	Username     string `json:"username"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// TLSConfig verifies a server, and optionally presents a client certificate.
+type TLSConfig struct {
+	CAFile     string `json:"caFile,omitempty"`
+	CertFile   string `json:"certFile,omitempty"`
+	KeyFile    string `json:"keyFile,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify disables verification; for test beds only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// DefaultRunbookURL is the findings catalog in meshdrift's repository.
+const DefaultRunbookURL = "https://github.com/meshdrift/meshdrift/blob/main/docs/findings.md"
+
 // Transports istiod can be read over.
 const (
 	TransportXDSTLS       = "xds-tls"
@@ -124,7 +195,7 @@ func Default() Config {
 		Server: ServerConfig{ListenAddress: ":9090"},
 		ArgoCD: ArgoCDConfig{Enabled: true},
 		Flux: FluxConfig{Enabled: true, Receiver: FluxReceiverConfig{
-			Enabled: true, Path: "/flux/events", MaxBodyBytes: 1 << 20,
+			Enabled: false, Path: "/flux/events", MaxBodyBytes: 1 << 20,
 		}},
 		Istio: IstioConfig{
 			Enabled: true, Namespace: "istio-system", Selector: "app=istiod",
@@ -136,6 +207,11 @@ func Default() Config {
 			FastPoll:   FastPollConfig{Interval: Duration(250 * time.Millisecond), MaxShare: 0.5},
 			MaxChanges: 10000,
 		},
+		Findings: defaultFindings(),
+		Alerting: AlertingConfig{Events: EventsConfig{Enabled: true, ResendInterval: Duration(5 * time.Minute)}, Alertmanager: AlertmanagerConfig{
+			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
+			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
+		}},
 	}
 }
 
@@ -190,6 +266,14 @@ func (c Config) Validate() error {
 		if r.MaxBodyBytes < 1 || r.MaxBodyBytes > 64<<20 {
 			errs = append(errs, fmt.Errorf("flux.receiver.maxBodyBytes %d: must be between 1 and 64 MiB", r.MaxBodyBytes))
 		}
+		switch {
+		case r.HMACKeyFile == "" && !r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver.hmacKeyFile is required when the receiver is enabled (the generic-hmac Provider's token); to accept unsigned events set flux.receiver.insecureNoAuth: true"))
+		case r.HMACKeyFile != "" && r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one"))
+		case r.AllowSHA1 && r.InsecureNoAuth:
+			errs = append(errs, errors.New("flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked"))
+		}
 	}
 	if i := c.Istio; i.Enabled {
 		switch i.Transport {
@@ -234,7 +318,60 @@ func (c Config) Validate() error {
 	if n := c.Reconcile.MaxChanges; n < 100 {
 		errs = append(errs, fmt.Errorf("reconcile.maxChanges %d: must be at least 100", n))
 	}
+	errs = append(errs, c.Findings.validate()...)
+	errs = append(errs, c.Alerting.Alertmanager.validate()...)
+	if e := c.Alerting.Events; e.Enabled && (e.ResendInterval.D() < time.Second || e.ResendInterval.D() >= 6*time.Minute) {
+		errs = append(errs, fmt.Errorf("alerting.events.resendInterval %s: must be at least 1s and under 6m (client-go ends an Event series after 6m without a delivery)", e.ResendInterval))
+	}
 	return errors.Join(errs...)
+}
+
+func (a AlertmanagerConfig) validate() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, u := range a.URLs {
+		p, err := url.Parse(u)
+		switch {
+		case err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "":
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must be an http(s) URL", u))
+		case p.User != nil:
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must not contain credentials; use basicAuth", p.Redacted()))
+		case p.RawQuery != "" || p.Fragment != "":
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: must be a base URL without query or fragment", u))
+		case seen[u]:
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.urls %q: listed twice", u))
+		}
+		seen[u] = true
+	}
+	if a.ResendInterval.D() < time.Second {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.resendInterval %s: must be at least 1s", a.ResendInterval))
+	}
+	if a.Timeout.D() <= 0 || a.Timeout.D() > a.ResendInterval.D() {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.timeout %s: must be positive and at most resendInterval (%s)", a.Timeout, a.ResendInterval))
+	}
+	if a.QueueCapacity < 1 {
+		errs = append(errs, fmt.Errorf("alerting.alertmanager.queueCapacity %d: must be at least 1", a.QueueCapacity))
+	}
+	for name, u := range map[string]string{"externalURL": a.ExternalURL, "runbookURL": a.RunbookURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("alerting.alertmanager.%s %q: must be an http(s) URL", name, u))
+		}
+	}
+	if b := a.BasicAuth; b != nil {
+		if b.Username == "" || b.PasswordFile == "" {
+			errs = append(errs, errors.New("alerting.alertmanager.basicAuth: username and passwordFile are required"))
+		}
+		if a.BearerTokenFile != "" {
+			errs = append(errs, errors.New("alerting.alertmanager: basicAuth and bearerTokenFile are exclusive"))
+		}
+	}
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("alerting.alertmanager.tls: certFile and keyFile go together"))
+	}
+	return errs
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s") in YAML.

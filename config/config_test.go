@@ -6,21 +6,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 // Every bad file is paired with the error it must produce.
 func TestBadConfigs(t *testing.T) {
 	cases := map[string]string{
-		"unknown-field.bad.yml":      `unknown field "listenAdress"`,
-		"bad-transport.bad.yml":      `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
-		"bad-duration.bad.yml":       `duration 10: must be a string such as "30s"`,
-		"argocd-no-token.bad.yml":    "argocd.apiServer.tokenFile is required",
-		"short-poll.bad.yml":         "istio.pollInterval 100ms: must be at least 1s",
-		"monitoring-count.bad.yml":   "istio.monitoringAddresses: 1 given for 2 addresses",
-		"fast-poll-interval.bad.yml": "reconcile.fastPoll.interval 10ms: must be at least 100ms",
-		"fast-poll-share.bad.yml":    "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
-		"max-changes.bad.yml":        "reconcile.maxChanges 10: must be at least 100",
-		"token-over-xds.bad.yml":     "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
+		"unknown-field.bad.yml":    `unknown field "listenAdress"`,
+		"bad-transport.bad.yml":    `istio.transport "grpc": must be one of xds-tls, xds-plaintext, http`,
+		"bad-duration.bad.yml":     `duration 10: must be a string such as "30s"`,
+		"argocd-no-token.bad.yml":  "argocd.apiServer.tokenFile is required",
+		"short-poll.bad.yml":       "istio.pollInterval 100ms: must be at least 1s",
+		"monitoring-count.bad.yml": "istio.monitoringAddresses: 1 given for 2 addresses",
+		"flux-receiver-no-key.bad.yml": "flux.receiver.hmacKeyFile is required when the receiver is enabled (the generic-hmac Provider's token); " +
+			"to accept unsigned events set flux.receiver.insecureNoAuth: true",
+		"flux-receiver-key-and-no-auth.bad.yml": "flux.receiver: hmacKeyFile and insecureNoAuth: true contradict each other; set one",
+		"flux-receiver-sha1-no-auth.bad.yml":    "flux.receiver.allowSHA1 needs hmacKeyFile: with insecureNoAuth no signature is checked",
+		"token-over-xds.bad.yml":                "istio.allowInsecureTokenOverHTTP: only applies to transport http, not xds-tls",
+		// The password must not be echoed back in the error.
+		"alertmanager-credentials-in-url.bad.yml": `alerting.alertmanager.urls "https://admin:xxxxx@alertmanager.monitoring:9093": must not contain credentials; use basicAuth`,
+		"alertmanager-two-auths.bad.yml":          "alerting.alertmanager: basicAuth and bearerTokenFile are exclusive",
+		"findings-code.bad.yml":                   "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
+		"findings-empty-rule.bad.yml":             "findings.ignore[0]: set at least one of code, namespace, app",
+		"findings-resolve.bad.yml":                "findings.resolveAfter 0s: must be positive",
+		"fast-poll-interval.bad.yml":              "reconcile.fastPoll.interval 10ms: must be at least 100ms",
+		"fast-poll-share.bad.yml":                 "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
+		"max-changes.bad.yml":                     "reconcile.maxChanges 10: must be at least 100",
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -56,9 +68,25 @@ func TestGoodConfig(t *testing.T) {
 	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
 		t.Errorf("istio = %+v", cfg.Istio)
 	}
+	f := cfg.Findings.Engine()
+	if f.ResolveAfter != 10*time.Minute || f.For["MD0103"] != 30*time.Minute || len(f.Ignore) != 2 ||
+		f.Ignore[0] != (findings.IgnoreRule{Code: "MD0203", Namespace: "legacy"}) || f.Ignore[1].App != "flux-system/experiments" {
+		t.Errorf("findings = %+v", f)
+	}
+	if f.KeepResolved != findings.DefaultKeepResolved {
+		t.Errorf("findings.keepResolved = %s, want the default", f.KeepResolved)
+	}
 	// Unset fields keep their defaults.
 	if cfg.Istio.Namespace != "istio-system" {
 		t.Errorf("istio.namespace = %q, want the default", cfg.Istio.Namespace)
+	}
+	am := cfg.Alerting.Alertmanager
+	if len(am.URLs) != 2 || am.ResendInterval.D() != 30*time.Second || am.Cluster != "prod-eu-1" ||
+		am.BasicAuth == nil || am.BasicAuth.PasswordFile != "/var/run/secrets/alertmanager/password" {
+		t.Errorf("alerting.alertmanager = %+v", am)
+	}
+	if am.Timeout.D() != 10*time.Second || am.QueueCapacity != 10000 || am.RunbookURL != DefaultRunbookURL {
+		t.Errorf("alerting.alertmanager defaults lost: %+v", am)
 	}
 }
 
@@ -82,6 +110,26 @@ func TestEmptyFileIsDefault(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yml")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The receiver is off unless asked for: it needs the Provider's token, and a default that
+// refuses to start would be worse than one that reacts at watch speed.
+func TestFluxReceiverDefaults(t *testing.T) {
+	d := Default()
+	if d.Flux.Receiver.Enabled || d.Flux.Receiver.InsecureNoAuth || d.Flux.Receiver.AllowSHA1 {
+		t.Errorf("default receiver = %+v, want disabled, authenticated, sha1 refused", d.Flux.Receiver)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+	cfg, err := Parse([]byte("flux:\n  receiver:\n    enabled: true\n    insecureNoAuth: true\n"))
+	if err != nil || !cfg.Flux.Receiver.InsecureNoAuth {
+		t.Errorf("explicit insecureNoAuth: %+v, %v", cfg.Flux.Receiver, err)
+	}
+	// Disabled, a receiver without a key is no problem.
+	if _, err := Parse([]byte("flux:\n  receiver:\n    enabled: false\n")); err != nil {
+		t.Errorf("disabled receiver: %v", err)
 	}
 }
 

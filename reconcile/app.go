@@ -95,7 +95,18 @@ type App struct {
 	Objects []OwnedObject
 	// ObservedAt is when the adapter read this state.
 	ObservedAt time.Time
+	// Ignore is the raw value of the app's AnnotationIgnore annotation, "" when absent.
+	Ignore string
 }
+
+// Owns reports whether the app manages the changed object, by the rule the store's
+// per-app roll-up uses: the app lists the object, or the object's tracking label or
+// annotation names the app.
+func (a App) Owns(c MeshChange) bool { return ownedBy(c, a) }
+
+// AnnotationIgnore on a mesh object or a GitOps app lists finding codes not to report
+// about it, e.g. "MD0203,MD0301".
+const AnnotationIgnore = "meshdrift.io/ignore"
 
 // AppSink receives app observations from an adapter. Adapters call it from their watch
 // handlers; implementations must be safe for concurrent use and must not block for long.
@@ -114,6 +125,9 @@ type SourceStatus struct {
 	Name  string
 	Up    bool
 	Error string
+	// NotInstalled: the API server does not serve the source's CRD, so there is nothing
+	// to read. Argo CD and Flux report it alike (with Error saying which CRD).
+	NotInstalled bool
 	// Since is when the source entered this state.
 	Since time.Time
 }

@@ -34,7 +34,7 @@ const (
 	MaxClockOffset = 2 * time.Second
 	// maxClockUncertainty is the widest error meshdrift widens a change's window by: up
 	// to this long before a change, an unrelated push may be taken for the change's.
-	// Wider, the window is placed by the estimate and the verdict waits for evidence.
+	// Wider, the window is placed by the estimate alone.
 	maxClockUncertainty = 500 * time.Millisecond
 	// clockWindow is how long evidence is kept: long, as the tight bounds come from the
 	// fast reads around a change's push, and a quiet mesh may not push for a while; a clock
@@ -274,9 +274,10 @@ const ambiguousHold = 5 * time.Second
 // estimate by the bounds' error, so that no push of the change is missed, which lets in
 // an unrelated push from just before), or, with bounds too wide to widen by, before the
 // change as the upper bound places it. Such a proxy's NACK counts; its ACK does not make
-// the change propagated for ambiguousHold, as its own push may be yet to come.
+// the change propagated for ambiguousHold, as its own push may be yet to come. With no
+// upper bound at all (a first read, as in check) the estimate is taken as it is.
 func (w pushWindow) ambiguous(t time.Time) bool {
-	return t.Before(w.at) || (w.unsure && (!w.hasMax || t.Before(w.after)))
+	return t.Before(w.at) || (w.unsure && w.hasMax && t.Before(w.after))
 }
 
 // lastPushSince is the latest send to px at or after from, zero when none.
@@ -293,8 +294,10 @@ func lastPushSince(px ProxyStatus, from time.Time) time.Time {
 // windowFor places change c, seen at c.ObservedAt, on the clock of an istiod with
 // offset o. A push carrying the change comes after istiod's debounce, so after the change
 // on any clock: from is the change's time plus the estimate, widened by the estimate's
-// error below (no push of the change is missed), but never by more than
-// maxClockUncertainty (an unrelated push before the change must not count).
+// error below, so that no push of the change is missed, when that error is at most
+// maxClockUncertainty. Wider or unbounded, the error would let in unrelated pushes from
+// before the change (another change's NACK): the estimate alone places the window, and a
+// verdict on a push that may predate the change waits (see ambiguous).
 func windowFor(c MeshChange, o ClockOffset, slack time.Duration) pushWindow {
 	at := c.ObservedAt
 	if apiServerTime(at) || (!o.HasMin && !o.HasMax) {
@@ -304,16 +307,17 @@ func windowFor(c MeshChange, o ClockOffset, slack time.Duration) pushWindow {
 		return pushWindow{from: at.Add(-slack), after: at, at: at}
 	}
 	est := o.Estimate()
+	precise := o.Known() && o.Max-o.Min <= maxClockUncertainty
 	var widen time.Duration
-	if o.HasMin {
-		widen = min(est-o.Min, maxClockUncertainty)
+	if precise {
+		widen = est - o.Min
 	}
 	w := pushWindow{
 		from:   at.Add(est - widen - slack),
 		after:  at.Add(est),
 		offset: est,
 		at:     at.Add(est),
-		unsure: !o.Known() || o.Max-o.Min > maxClockUncertainty,
+		unsure: !precise,
 	}
 	if o.HasMax {
 		w.after, w.hasMax = at.Add(o.Max), true

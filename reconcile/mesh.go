@@ -103,6 +103,8 @@ type MeshChange struct {
 	// annotations (Argo CD tracking, Flux kustomize labels), zero when none.
 	GitOpsOwner AppKey
 	Deleted     bool
+	// Ignore is the raw value of the object's AnnotationIgnore annotation, "" when absent.
+	Ignore string
 }
 
 // MeshSink receives mesh object changes.

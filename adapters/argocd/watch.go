@@ -232,6 +232,10 @@ func (w *Watcher) waitForCRD(ctx context.Context) bool {
 	}
 }
 
+// errCRDNotInstalled marks checkCRD's error when discovery answered and the Application
+// resource is not among what it serves.
+var errCRDNotInstalled = errors.New("argo cd application crd is not installed")
+
 func (w *Watcher) checkCRD(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext) error {
 	list, err := disco.ServerResourcesForGroupVersionWithContext(ctx, applicationsGVR.GroupVersion().String())
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -241,8 +245,8 @@ func (w *Watcher) checkCRD(ctx context.Context, disco discovery.DiscoveryInterfa
 	if list != nil && slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == appview.Resource }) {
 		return nil
 	}
-	return fmt.Errorf("argo cd application crd is not installed: the api server does not serve %s.%s/%s; checking again every %s",
-		appview.Resource, appview.Group, appview.Version, w.cfg.DiscoveryInterval)
+	return fmt.Errorf("%w: the api server does not serve %s.%s/%s; checking again every %s",
+		errCRDNotInstalled, appview.Resource, appview.Group, appview.Version, w.cfg.DiscoveryInterval)
 }
 
 func (w *Watcher) startScopes() ([]*scope, error) {
@@ -380,7 +384,7 @@ func hint(err error) string {
 // fails, up once every scope has listed. Before that there is nothing to say yet.
 func (w *Watcher) reportLocked() {
 	if w.crdErr != nil {
-		w.status.set(false, w.crdErr.Error())
+		w.status.setStatus(false, w.crdErr.Error(), errors.Is(w.crdErr, errCRDNotInstalled))
 		return
 	}
 	if len(w.scopes) == 0 {

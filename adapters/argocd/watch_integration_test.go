@@ -366,8 +366,8 @@ func TestBedWatcherApplicationCRDRemovedAndRestored(t *testing.T) {
 	late, lateSink, lateSources, _ := startBedWatcher(t, WatcherConfig{DiscoveryInterval: 200 * time.Millisecond})
 	lateDown := lateSources.waitDown(t, 10*time.Second, 0, "")
 	const want = "argo cd application crd is not installed: the api server does not serve applications.argoproj.io/v1alpha1; checking again every 200ms"
-	if lateDown.Error != want {
-		t.Errorf("watcher started without the crd: %q\nwant %q", lateDown.Error, want)
+	if lateDown.Error != want || !lateDown.NotInstalled {
+		t.Errorf("watcher started without the crd: %q (NotInstalled %t)\nwant %q, NotInstalled", lateDown.Error, lateDown.NotInstalled, want)
 	}
 	if late.HasSynced() {
 		t.Error("synced without the crd")

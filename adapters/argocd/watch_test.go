@@ -494,8 +494,8 @@ func TestWatcherCRDMissing(t *testing.T) {
 		runWatcher(t, w)
 		down := sources.waitDown(t, 5*time.Second, 0, "")
 		const want = "argo cd application crd is not installed: the api server does not serve applications.argoproj.io/v1alpha1; checking again every 20ms"
-		if down.Name != "argocd" || down.Error != want {
-			t.Errorf("status %+v\nwant error %q", down, want)
+		if down.Name != "argocd" || down.Error != want || !down.NotInstalled {
+			t.Errorf("status %+v\nwant error %q and NotInstalled", down, want)
 		}
 		time.Sleep(100 * time.Millisecond) // several retries
 		if w.HasSynced() || len(sink.current()) != 0 {
@@ -535,8 +535,8 @@ func TestWatcherCRDMissing(t *testing.T) {
 		runWatcher(t, w)
 		down := sources.waitDown(t, 5*time.Second, 0, "")
 		const want = "discovering argo cd applications (argoproj.io/v1alpha1): etcd leader changed; checking again every 30s"
-		if down.Error != want {
-			t.Errorf("error %q\nwant  %q", down.Error, want)
+		if down.Error != want || down.NotInstalled {
+			t.Errorf("error %q (NotInstalled %t)\nwant  %q, a discovery failure is an outage", down.Error, down.NotInstalled, want)
 		}
 	})
 }

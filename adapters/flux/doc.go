@@ -11,9 +11,12 @@
 //     applied and when, its state and the objects of its inventory. It reports per kind
 //     whether the API server can be read (reconcile.SourceStatus) and skips a kind whose
 //     CRD is not installed.
-//   - Receiver takes notification-controller's webhook (Provider generic or generic-hmac)
-//     and asks a Requeuer, normally the Watcher, to re-read the app an event is about, so
-//     that a change reaches the sink without waiting for the watch.
+//   - Receiver takes notification-controller's webhook (Provider generic-hmac) and asks a
+//     Requeuer, normally the Watcher, to re-read the app an event is about, so that a
+//     change reaches the sink without waiting for the watch. It fails closed: without the
+//     Provider's token (LoadHMACKey) it refuses to build unless unsigned events are asked
+//     for explicitly (InsecureNoAuth, Provider generic), and it refuses SHA-1 signatures
+//     unless AllowSHA1.
 //
 // The mapping from Flux's status to reconcile.App is in KustomizationApp and
 // HelmReleaseApp. The package never alerts: it reports what Flux says.

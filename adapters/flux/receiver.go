@@ -1,6 +1,7 @@
 package flux
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -150,23 +152,33 @@ func apiVersionGroup(apiVersion string) string {
 
 // ReceiverConfig configures a Receiver.
 type ReceiverConfig struct {
-	// HMACKey is the token of the generic-hmac Provider's Secret. When set, every request
-	// must carry a valid X-Signature; when empty, requests are accepted unsigned (Provider
-	// type generic), so the endpoint must then be reachable only by trusted callers.
+	// HMACKey is the token of the generic-hmac Provider's Secret: every request must carry
+	// a valid X-Signature made with it. NewReceiver refuses an empty key unless
+	// InsecureNoAuth says, in so many words, that unsigned requests are wanted.
 	HMACKey []byte
+	// InsecureNoAuth accepts every request unsigned (Provider type generic). Anyone who
+	// can reach the endpoint can then make meshdrift re-read any Flux app; it cannot be
+	// combined with a key.
+	InsecureNoAuth bool
+	// AllowSHA1 accepts "sha1=" signatures. Off by default: notification-controller signs
+	// with sha256, so a SHA-1 MAC comes from some other sender.
+	AllowSHA1 bool
 	// MaxBodyBytes caps the request body; 0 means DefaultReceiverMaxBodyBytes.
 	MaxBodyBytes int64
 }
 
 // String keeps the key out of anything that formats the config.
 func (c ReceiverConfig) String() string {
-	return fmt.Sprintf("{HMACKey:%s MaxBodyBytes:%d}", redactedKey(c.HMACKey), c.MaxBodyBytes)
+	return fmt.Sprintf("{HMACKey:%s InsecureNoAuth:%t AllowSHA1:%t MaxBodyBytes:%d}",
+		redactedKey(c.HMACKey), c.InsecureNoAuth, c.AllowSHA1, c.MaxBodyBytes)
 }
 
 // LogValue keeps the key out of slog output, which does not call String for structs.
 func (c ReceiverConfig) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("hmac_key", redactedKey(c.HMACKey)),
+		slog.Bool("insecure_no_auth", c.InsecureNoAuth),
+		slog.Bool("allow_sha1", c.AllowSHA1),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 	)
 }
@@ -178,22 +190,69 @@ func redactedKey(key []byte) string {
 	return "redacted"
 }
 
+// Errors of NewReceiver and LoadHMACKey about the key. None of them ever holds key bytes.
+var (
+	// ErrReceiverNoKey: no HMAC key and InsecureNoAuth not set.
+	ErrReceiverNoKey = errors.New("flux receiver: no HMAC key; give the generic-hmac Provider's token, or set insecureNoAuth: true to accept unsigned events")
+	// ErrReceiverKeyAndNoAuth: a key and InsecureNoAuth together, which contradict each other.
+	ErrReceiverKeyAndNoAuth = errors.New("flux receiver: an HMAC key and insecureNoAuth: true contradict each other; set one")
+	// ErrHMACKeyEmpty: the key file holds nothing but white space.
+	ErrHMACKeyEmpty = errors.New("is empty")
+)
+
+// maxHMACKeyFileBytes bounds the key file read: a token is short, and a large file is a
+// wrong path (a log, a binary), not a key.
+const maxHMACKeyFileBytes = 64 << 10
+
+// LoadHMACKey reads the generic-hmac Provider's token from a file, e.g. a mounted Secret
+// key. Surrounding white space is removed, as notification-controller trims the token it
+// signs with, so a file written with a trailing newline works. An empty or white-space-only
+// file is an error (ErrHMACKeyEmpty): it would otherwise leave the receiver without a key.
+// Errors name the file, never its content.
+func LoadHMACKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("flux receiver: reading the HMAC key: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHMACKeyFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("flux receiver: reading the HMAC key %s: %w", path, err)
+	}
+	if len(b) > maxHMACKeyFileBytes {
+		return nil, fmt.Errorf("flux receiver: HMAC key file %s is larger than %d bytes", path, maxHMACKeyFileBytes)
+	}
+	key := bytes.TrimSpace(b)
+	if len(key) == 0 {
+		return nil, fmt.Errorf("flux receiver: HMAC key file %s %w", path, ErrHMACKeyEmpty)
+	}
+	return key, nil
+}
+
 // Receiver is the http.Handler for Flux notification-controller webhooks (Provider type
 // generic or generic-hmac). For each valid event about a Kustomization or HelmRelease it
 // calls the Requeuer and answers 202; a rejected request changes nothing.
 type Receiver struct {
-	key      []byte
-	maxBody  int64
-	requeuer Requeuer
-	requests *prometheus.CounterVec
-	log      *slog.Logger
+	key       []byte
+	allowSHA1 bool
+	maxBody   int64
+	requeuer  Requeuer
+	requests  *prometheus.CounterVec
+	log       *slog.Logger
 }
 
 // NewReceiver builds a Receiver and registers its metrics with reg (nil: not registered).
-// log may be nil.
+// log may be nil. It fails closed: without a key it refuses to build unless
+// cfg.InsecureNoAuth (ErrReceiverNoKey).
 func NewReceiver(cfg ReceiverConfig, requeuer Requeuer, reg prometheus.Registerer, log *slog.Logger) (*Receiver, error) {
 	if requeuer == nil {
 		return nil, errors.New("flux receiver: nil requeuer")
+	}
+	switch {
+	case len(cfg.HMACKey) == 0 && !cfg.InsecureNoAuth:
+		return nil, ErrReceiverNoKey
+	case len(cfg.HMACKey) > 0 && cfg.InsecureNoAuth:
+		return nil, ErrReceiverKeyAndNoAuth
 	}
 	maxBody := cfg.MaxBodyBytes
 	if maxBody == 0 {
@@ -220,11 +279,12 @@ func NewReceiver(cfg ReceiverConfig, requeuer Requeuer, reg prometheus.Registere
 	}
 	return &Receiver{
 		// Copied so a caller reusing its slice cannot change the key under a running server.
-		key:      append([]byte(nil), cfg.HMACKey...),
-		maxBody:  maxBody,
-		requeuer: requeuer,
-		requests: requests,
-		log:      log,
+		key:       append([]byte(nil), cfg.HMACKey...),
+		allowSHA1: cfg.AllowSHA1,
+		maxBody:   maxBody,
+		requeuer:  requeuer,
+		requests:  requests,
+		log:       log,
 	}, nil
 }
 
@@ -261,8 +321,11 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(rc.key) > 0 {
 		if err := rc.verify(r.Header, body); err != nil {
 			msg := "invalid signature"
-			if errors.Is(err, ErrSignatureMissing) {
+			switch {
+			case errors.Is(err, ErrSignatureMissing):
 				msg = "missing signature"
+			case errors.Is(err, ErrSignatureSHA1):
+				msg = "sha1 signatures are not accepted"
 			}
 			rc.reject(w, receiverOutcomeUnauthorized, http.StatusUnauthorized, msg)
 			// err is one of signature.go's fixed strings: neither key nor signature.
@@ -325,7 +388,7 @@ func (rc *Receiver) verify(h http.Header, body []byte) error {
 	case 0:
 		return ErrSignatureMissing
 	case 1:
-		return VerifySignature(rc.key, body, values[0])
+		return VerifySignature(rc.key, body, values[0], rc.allowSHA1)
 	default:
 		return ErrSignatureMalformed
 	}

@@ -375,7 +375,7 @@ func TestReceiverRejects(t *testing.T) {
 		},
 		{
 			name: "malformed json without key",
-			cfg:  ReceiverConfig{},
+			cfg:  ReceiverConfig{InsecureNoAuth: true},
 			req:  func() *http.Request { return newEventRequest(signed(""), malformed) },
 			code: http.StatusBadRequest, body: "malformed event", outcome: receiverOutcomeMalformed,
 		},
@@ -395,7 +395,7 @@ func TestReceiverRejects(t *testing.T) {
 		},
 		{
 			name: "json null",
-			cfg:  ReceiverConfig{},
+			cfg:  ReceiverConfig{InsecureNoAuth: true},
 			req:  func() *http.Request { return newEventRequest(signed(""), []byte("null")) },
 			code: http.StatusBadRequest, body: "malformed event", outcome: receiverOutcomeMalformed,
 		},
@@ -417,7 +417,7 @@ func TestReceiverRejects(t *testing.T) {
 		},
 		{
 			name: "no involvedObject kind",
-			cfg:  ReceiverConfig{},
+			cfg:  ReceiverConfig{InsecureNoAuth: true},
 			req:  func() *http.Request { return newEventRequest(signed(""), noKind) },
 			code: http.StatusBadRequest, body: "malformed event", outcome: receiverOutcomeMalformed,
 		},
@@ -558,7 +558,7 @@ func TestReceiverAccepts(t *testing.T) {
 	}{
 		{
 			name:    "generic provider without key",
-			cfg:     ReceiverConfig{},
+			cfg:     ReceiverConfig{InsecureNoAuth: true},
 			header:  unsigned,
 			body:    goldenBody,
 			want:    &goldenNotification,
@@ -566,7 +566,7 @@ func TestReceiverAccepts(t *testing.T) {
 		},
 		{
 			name:    "signature present but no key configured",
-			cfg:     ReceiverConfig{},
+			cfg:     ReceiverConfig{InsecureNoAuth: true},
 			header:  goldenHeader,
 			body:    goldenBody,
 			want:    &goldenNotification,
@@ -582,7 +582,7 @@ func TestReceiverAccepts(t *testing.T) {
 		},
 		{
 			name:   "kustomize-controller direct",
-			cfg:    ReceiverConfig{},
+			cfg:    ReceiverConfig{InsecureNoAuth: true},
 			header: direct,
 			body:   kustomizeDirect,
 			want: &Notification{
@@ -598,7 +598,7 @@ func TestReceiverAccepts(t *testing.T) {
 		},
 		{
 			name:   "helm-controller direct",
-			cfg:    ReceiverConfig{},
+			cfg:    ReceiverConfig{InsecureNoAuth: true},
 			header: direct,
 			body:   helmDirect,
 			want: &Notification{
@@ -614,14 +614,14 @@ func TestReceiverAccepts(t *testing.T) {
 		},
 		{
 			name:    "other kind is ignored",
-			cfg:     ReceiverConfig{},
+			cfg:     ReceiverConfig{InsecureNoAuth: true},
 			header:  direct,
 			body:    gitRepository,
 			outcome: receiverOutcomeIgnored,
 		},
 		{
 			name:    "kind of another group is ignored",
-			cfg:     ReceiverConfig{},
+			cfg:     ReceiverConfig{InsecureNoAuth: true},
 			header:  direct,
 			body:    foreignKustomization,
 			outcome: receiverOutcomeIgnored,
@@ -655,19 +655,40 @@ func TestReceiverAccepts(t *testing.T) {
 
 func TestReceiverEveryAlgorithm(t *testing.T) {
 	header, body := readGoldenEvent(t)
-	for _, alg := range []string{"sha1", "sha224", "sha256", "sha384", "sha512"} {
-		t.Run(alg, func(t *testing.T) {
-			rig := newReceiverTestRig(t, ReceiverConfig{HMACKey: []byte(receiverTestKey)})
+	for _, tt := range []struct {
+		alg       string
+		allowSHA1 bool
+		code      int
+		body      string
+		outcome   string
+	}{
+		{alg: "sha1", code: http.StatusUnauthorized, body: "sha1 signatures are not accepted", outcome: receiverOutcomeUnauthorized},
+		{alg: "sha1", allowSHA1: true, code: http.StatusAccepted, outcome: receiverOutcomeAccepted},
+		{alg: "sha224", code: http.StatusAccepted, outcome: receiverOutcomeAccepted},
+		{alg: "sha256", code: http.StatusAccepted, outcome: receiverOutcomeAccepted},
+		{alg: "sha384", code: http.StatusAccepted, outcome: receiverOutcomeAccepted},
+		{alg: "sha512", code: http.StatusAccepted, outcome: receiverOutcomeAccepted},
+	} {
+		t.Run(fmt.Sprintf("%s allowSHA1=%t", tt.alg, tt.allowSHA1), func(t *testing.T) {
+			rig := newReceiverTestRig(t, ReceiverConfig{HMACKey: []byte(receiverTestKey), AllowSHA1: tt.allowSHA1})
 			h := header.Clone()
-			h.Set(SignatureHeader, sign(t, alg, receiverTestKey, body))
+			h.Set(SignatureHeader, sign(t, tt.alg, receiverTestKey, body))
 			rec := rig.serve(newEventRequest(h, body))
-			if rec.Code != http.StatusAccepted {
-				t.Fatalf("status = %d (%q), want %d", rec.Code, rec.Body.String(), http.StatusAccepted)
+			if rec.Code != tt.code {
+				t.Fatalf("status = %d (%q), want %d", rec.Code, rec.Body.String(), tt.code)
 			}
-			if n := len(rig.requeuer.recorded()); n != 1 {
-				t.Errorf("Requeue called %d times, want 1", n)
+			if tt.body != "" && strings.TrimSpace(rec.Body.String()) != tt.body {
+				t.Errorf("body = %q, want %q", rec.Body.String(), tt.body)
 			}
-			rig.assertRequestCounts(t, map[string]float64{receiverOutcomeAccepted: 1})
+			want := 0
+			if tt.code == http.StatusAccepted {
+				want = 1
+			}
+			if n := len(rig.requeuer.recorded()); n != want {
+				t.Errorf("Requeue called %d times, want %d", n, want)
+			}
+			rig.assertRequestCounts(t, map[string]float64{tt.outcome: 1})
+			assertNoSecrets(t, rig.logs.String()+rec.Body.String(), h.Values(SignatureHeader))
 		})
 	}
 }
@@ -814,8 +835,14 @@ func TestNewReceiverErrors(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "nil requeuer", requeuer: nil, wantErr: "flux receiver: nil requeuer"},
-		{name: "negative cap", cfg: ReceiverConfig{MaxBodyBytes: -1}, requeuer: q, wantErr: "flux receiver: max body bytes -1 out of range [1, 1073741824]"},
-		{name: "cap beyond the bound", cfg: ReceiverConfig{MaxBodyBytes: 1<<30 + 1}, requeuer: q, wantErr: "flux receiver: max body bytes 1073741825 out of range [1, 1073741824]"},
+		{name: "no key and no insecureNoAuth", cfg: ReceiverConfig{}, requeuer: q,
+			wantErr: "flux receiver: no HMAC key; give the generic-hmac Provider's token, or set insecureNoAuth: true to accept unsigned events"},
+		{name: "empty key and no insecureNoAuth", cfg: ReceiverConfig{HMACKey: []byte{}, AllowSHA1: true}, requeuer: q,
+			wantErr: "flux receiver: no HMAC key; give the generic-hmac Provider's token, or set insecureNoAuth: true to accept unsigned events"},
+		{name: "key and insecureNoAuth", cfg: ReceiverConfig{HMACKey: []byte(receiverTestKey), InsecureNoAuth: true}, requeuer: q,
+			wantErr: "flux receiver: an HMAC key and insecureNoAuth: true contradict each other; set one"},
+		{name: "negative cap", cfg: ReceiverConfig{InsecureNoAuth: true, MaxBodyBytes: -1}, requeuer: q, wantErr: "flux receiver: max body bytes -1 out of range [1, 1073741824]"},
+		{name: "cap beyond the bound", cfg: ReceiverConfig{InsecureNoAuth: true, MaxBodyBytes: 1<<30 + 1}, requeuer: q, wantErr: "flux receiver: max body bytes 1073741825 out of range [1, 1073741824]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -828,10 +855,10 @@ func TestNewReceiverErrors(t *testing.T) {
 
 	t.Run("registered twice", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		if _, err := NewReceiver(ReceiverConfig{}, q, reg, nil); err != nil {
+		if _, err := NewReceiver(ReceiverConfig{InsecureNoAuth: true}, q, reg, nil); err != nil {
 			t.Fatal(err)
 		}
-		_, err := NewReceiver(ReceiverConfig{}, q, reg, nil)
+		_, err := NewReceiver(ReceiverConfig{InsecureNoAuth: true}, q, reg, nil)
 		var already prometheus.AlreadyRegisteredError
 		if !errors.As(err, &already) {
 			t.Errorf("err = %v, want a wrapped AlreadyRegisteredError", err)
@@ -839,7 +866,7 @@ func TestNewReceiverErrors(t *testing.T) {
 	})
 
 	t.Run("nil registerer and logger", func(t *testing.T) {
-		r, err := NewReceiver(ReceiverConfig{}, q, nil, nil)
+		r, err := NewReceiver(ReceiverConfig{InsecureNoAuth: true}, q, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -871,5 +898,52 @@ func TestReceiverKeyNeverEscapes(t *testing.T) {
 	copy(key, "XXXX") // the caller reusing its buffer must not change the receiver's key
 	if rec := rig.serve(newEventRequest(header, body)); rec.Code != http.StatusAccepted {
 		t.Errorf("status after the caller changed its key slice = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+}
+
+func TestLoadHMACKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct {
+		name    string
+		path    string
+		want    string
+		wantErr string
+	}{
+		{name: "plain", path: write("plain", receiverTestKey), want: receiverTestKey},
+		{name: "trailing newline", path: write("newline", receiverTestKey+"\n"), want: receiverTestKey},
+		{name: "surrounding white space", path: write("spaces", " \t"+receiverTestKey+"\r\n"), want: receiverTestKey},
+		{name: "empty", path: write("empty", ""), wantErr: "flux receiver: HMAC key file " + dir + "/empty is empty"},
+		{name: "white space only", path: write("blank", " \n\t\r\n"), wantErr: "flux receiver: HMAC key file " + dir + "/blank is empty"},
+		{name: "too large", path: write("large", strings.Repeat("k", maxHMACKeyFileBytes+1)),
+			wantErr: "flux receiver: HMAC key file " + dir + "/large is larger than 65536 bytes"},
+		{name: "missing", path: dir + "/missing", wantErr: "flux receiver: reading the HMAC key: open " + dir + "/missing: no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := LoadHMACKey(tt.path)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if tt.name != "too large" && strings.Contains(err.Error(), receiverTestKey) {
+					t.Errorf("error holds the key: %v", err)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("LoadHMACKey = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := LoadHMACKey(dir + "/blank"); !errors.Is(err, ErrHMACKeyEmpty) {
+		t.Errorf("err = %v, want ErrHMACKeyEmpty", err)
 	}
 }

@@ -22,7 +22,10 @@ var (
 	ErrSignatureMalformed = errors.New("malformed signature")
 	ErrSignatureAlgorithm = errors.New("unsupported signature algorithm")
 	ErrSignatureMismatch  = errors.New("signature mismatch")
-	errSignatureEmptyKey  = errors.New("empty hmac key")
+	// ErrSignatureSHA1: a well-formed sha1 signature, refused unless explicitly allowed.
+	// notification-controller signs with sha256; a SHA-1 MAC comes from another sender.
+	ErrSignatureSHA1     = errors.New("sha1 signature not allowed")
+	errSignatureEmptyKey = errors.New("empty hmac key")
 )
 
 // signatureHashes are the algorithms notification-controller can sign with.
@@ -36,8 +39,9 @@ var signatureHashes = map[string]func() hash.Hash{
 
 // VerifySignature checks header, the value of X-Signature, against the HMAC of the raw
 // body bytes under key. It returns nil only for a well-formed header whose MAC matches;
-// the comparison is constant time.
-func VerifySignature(key, body []byte, header string) error {
+// the comparison is constant time. A sha1 header is refused with ErrSignatureSHA1 unless
+// allowSHA1, before any MAC is computed.
+func VerifySignature(key, body []byte, header string, allowSHA1 bool) error {
 	// An empty key would make the MAC computable by anyone.
 	if len(key) == 0 {
 		return errSignatureEmptyKey
@@ -45,6 +49,9 @@ func VerifySignature(key, body []byte, header string) error {
 	newHash, want, err := parseSignature(header)
 	if err != nil {
 		return err
+	}
+	if !allowSHA1 && strings.HasPrefix(header, "sha1=") {
+		return ErrSignatureSHA1
 	}
 	mac := hmac.New(newHash, key)
 	mac.Write(body)

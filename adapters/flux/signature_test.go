@@ -14,14 +14,19 @@ func TestVerifySignature(t *testing.T) {
 	_, goldenHex, _ := strings.Cut(golden, "=")
 
 	tests := []struct {
-		name    string
-		key     []byte
-		body    []byte
-		header  string
-		wantErr error
+		name      string
+		key       []byte
+		body      []byte
+		header    string
+		allowSHA1 bool
+		wantErr   error
 	}{
 		{name: "golden", key: key, body: body, header: golden},
-		{name: "sha1", key: key, body: body, header: sign(t, "sha1", receiverTestKey, body)},
+		{name: "sha1 refused by default", key: key, body: body, header: sign(t, "sha1", receiverTestKey, body), wantErr: ErrSignatureSHA1},
+		{name: "sha1 allowed", key: key, body: body, header: sign(t, "sha1", receiverTestKey, body), allowSHA1: true},
+		{name: "sha1 allowed, wrong key", key: []byte("other"), body: body, header: sign(t, "sha1", receiverTestKey, body), allowSHA1: true, wantErr: ErrSignatureMismatch},
+		{name: "sha1 refused before its MAC is checked", key: []byte("other"), body: body, header: sign(t, "sha1", receiverTestKey, body), wantErr: ErrSignatureSHA1},
+		{name: "malformed sha1 is malformed", key: key, body: body, header: "sha1=abc", wantErr: ErrSignatureMalformed},
 		{name: "sha224", key: key, body: body, header: sign(t, "sha224", receiverTestKey, body)},
 		{name: "sha384", key: key, body: body, header: sign(t, "sha384", receiverTestKey, body)},
 		{name: "sha512", key: key, body: body, header: sign(t, "sha512", receiverTestKey, body)},
@@ -47,7 +52,7 @@ func TestVerifySignature(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := VerifySignature(tt.key, tt.body, tt.header)
+			err := VerifySignature(tt.key, tt.body, tt.header, tt.allowSHA1)
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("VerifySignature = %v, want %v", err, tt.wantErr)
 			}

@@ -74,6 +74,7 @@ func KustomizationApp(ks *kustomizev1.Kustomization, observedAt time.Time) (reco
 		Suspended:       ks.Spec.Suspend,
 		Stale:           st.ObservedGeneration < ks.Generation,
 		ObservedAt:      observedAt,
+		Ignore:          ks.Annotations[reconcile.AnnotationIgnore],
 	}
 	app.State, app.Reason, app.Message = appState(ks.Spec.Suspend, st.Conditions)
 	var err error
@@ -103,6 +104,7 @@ func HelmReleaseApp(hr *helmv2.HelmRelease, observedAt time.Time) (reconcile.App
 		Suspended:       hr.Spec.Suspend,
 		Stale:           st.ObservedGeneration < hr.Generation,
 		ObservedAt:      observedAt,
+		Ignore:          hr.Annotations[reconcile.AnnotationIgnore],
 	}
 	if live := liveRelease(st.History); live != nil {
 		app.AppliedRevision = live.ChartVersion

@@ -565,3 +565,15 @@ func TestKustomizationAppGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestIgnoreAnnotation(t *testing.T) {
+	m := metav1.ObjectMeta{Namespace: "apps", Name: "mesh", Annotations: map[string]string{reconcile.AnnotationIgnore: "MD0203,MD0301"}}
+	ks, err := KustomizationApp(&kustomizev1.Kustomization{ObjectMeta: m}, time.Time{})
+	if err != nil || ks.Ignore != "MD0203,MD0301" {
+		t.Fatalf("Kustomization: Ignore %q, err %v", ks.Ignore, err)
+	}
+	hr, err := HelmReleaseApp(&helmv2.HelmRelease{ObjectMeta: m}, time.Time{})
+	if err != nil || hr.Ignore != "MD0203,MD0301" {
+		t.Fatalf("HelmRelease: Ignore %q, err %v", hr.Ignore, err)
+	}
+}

@@ -108,7 +108,7 @@ func SourceName(kind string) string { return string(reconcile.SourceFlux) + "/" 
 // via Receiver). It reports per kind whether it can read the API server, as SourceStatus
 // "flux/<Kind>": down while list or watch requests fail, up again once they succeed.
 // A kind whose CRD is not served (no helm-controller in the cluster, say) is not watched,
-// is reported up (there is nothing of it to read), and is looked up again every
+// is reported up and NotInstalled (there is nothing of it to read), and is looked up again every
 // DiscoveryInterval so that installing its CRD later starts its watch.
 type Watcher struct {
 	cfg       WatcherConfig
@@ -289,7 +289,7 @@ func (w *Watcher) runKind(ctx context.Context, factory dynamicinformer.DynamicSh
 			wait, retry = min(retry, w.cfg.DiscoveryInterval), min(2*retry, w.cfg.DiscoveryInterval)
 		case !served:
 			k.setResolved()
-			k.source.markUp()
+			k.source.markNotInstalled(fmt.Sprintf("%s is not served by the api server (crd not installed)", k.gvr.GroupResource()))
 			if !missingLogged {
 				log.Info("flux kind not served by the API server (CRD not installed); not watching it until it is")
 				missingLogged = true
@@ -612,12 +612,13 @@ type sourceState struct {
 	reporter reconcile.SourceReporter
 	now      func() time.Time
 
-	mu       sync.Mutex
-	synced   bool
-	reported bool
-	up       bool
-	err      string
-	since    time.Time
+	mu           sync.Mutex
+	synced       bool
+	reported     bool
+	up           bool
+	notInstalled bool
+	err          string
+	since        time.Time
 }
 
 // markSynced: the informer has its initial list; from now on a successful request means up.
@@ -644,6 +645,14 @@ func (s *sourceState) markUp() {
 	s.set(true, "")
 }
 
+// markNotInstalled: the kind's CRD is not served. There is nothing to read, which is not
+// an outage, so the source is up; NotInstalled says why it has nothing.
+func (s *sourceState) markNotInstalled(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setStatus(true, msg, true)
+}
+
 func (s *sourceState) markDown(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -651,14 +660,16 @@ func (s *sourceState) markDown(err error) {
 }
 
 // set reports a change; s.mu is held so that reports leave in the order of changes.
-func (s *sourceState) set(up bool, errText string) {
-	if s.reported && s.up == up && s.err == errText {
+func (s *sourceState) set(up bool, errText string) { s.setStatus(up, errText, false) }
+
+func (s *sourceState) setStatus(up bool, errText string, notInstalled bool) {
+	if s.reported && s.up == up && s.err == errText && s.notInstalled == notInstalled {
 		return
 	}
 	// A new error while down is news, but the source has been down since it first went.
 	if !s.reported || s.up != up {
 		s.since = s.now()
 	}
-	s.reported, s.up, s.err = true, up, errText
-	s.reporter.ReportSource(reconcile.SourceStatus{Name: s.name, Up: up, Error: errText, Since: s.since})
+	s.reported, s.up, s.err, s.notInstalled = true, up, errText, notInstalled
+	s.reporter.ReportSource(reconcile.SourceStatus{Name: s.name, Up: up, Error: errText, NotInstalled: notInstalled, Since: s.since})
 }

@@ -470,21 +470,28 @@ func TestSourceStateReportsChangesOnly(t *testing.T) {
 	s.markSynced()
 	s.requestSucceeded()
 	s.markUp()
+	s.markNotInstalled("crd not installed")
+	s.markNotInstalled("crd not installed")
+	s.markSynced()
 	got := sources.all()
 	want := []struct {
-		up    bool
-		err   string
-		since time.Time
+		up           bool
+		err          string
+		notInstalled bool
+		since        time.Time
 	}{
-		{false, "list: refused", time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)},
-		{false, "watch: refused", time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)},
-		{true, "", time.Date(2026, 12, 1, 0, 0, 2, 0, time.UTC)},
+		{false, "list: refused", false, time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)},
+		{false, "watch: refused", false, time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)},
+		{true, "", false, time.Date(2026, 12, 1, 0, 0, 2, 0, time.UTC)},
+		{true, "crd not installed", true, time.Date(2026, 12, 1, 0, 0, 2, 0, time.UTC)},
+		{true, "", false, time.Date(2026, 12, 1, 0, 0, 2, 0, time.UTC)},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("reports %+v, want %d", got, len(want))
 	}
 	for i := range want {
-		if got[i].Name != "flux/Kustomization" || got[i].Up != want[i].up || got[i].Error != want[i].err || !got[i].Since.Equal(want[i].since) {
+		if got[i].Name != "flux/Kustomization" || got[i].Up != want[i].up || got[i].Error != want[i].err ||
+			got[i].NotInstalled != want[i].notInstalled || !got[i].Since.Equal(want[i].since) {
 			t.Errorf("report %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}

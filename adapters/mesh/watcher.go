@@ -378,6 +378,7 @@ func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manage
 		Manager:         manager,
 		GitOpsOwner:     gitOpsOwner(ref, u.GetLabels(), u.GetAnnotations()),
 		Deleted:         deleted,
+		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
 	if live {
 		// The initial list is not counted: every restart would count every object again.

@@ -691,3 +691,13 @@ func restarts(t *testing.T, reg *prometheus.Registry, kind string) float64 {
 	}
 	return 0
 }
+
+// The meshdrift.io/ignore annotation travels with the change, for findings to read.
+func TestIgnoreAnnotationCarried(t *testing.T) {
+	r := start(t, mesh.Config{})
+	ns := namespace(t)
+	obj, written := apply(t, "kustomize-controller", virtualService(ns, "ignored", ``, `meshdrift.io/ignore: "MD0203,MD0301"`))
+	c := r.rec.waitChange(t, "VirtualService", ns, "ignored", 1, written)
+	wantChange(t, c, reconcile.MeshChange{Ref: vsRef(ns, "ignored"), Generation: 1, ResourceVersion: obj.GetResourceVersion(),
+		Manager: "kustomize-controller", Ignore: "MD0203,MD0301"})
+}

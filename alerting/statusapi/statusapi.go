@@ -1,13 +1,22 @@
-// Package statusapi serves meshdrift's current view as JSON: every GitOps app with its
-// revisions and state, every source with its reachability, and every istiod's proxies.
+// Package statusapi serves meshdrift's view: a JSON API (every GitOps app with its
+// revisions and their propagation, every source, every istiod's proxies, and the
+// findings) and a small server-rendered page over the same documents. docs/api.md
+// documents the JSON; the page needs no JavaScript and runs under a strict
+// Content-Security-Policy, and everything on it that came from the cluster is escaped by
+// html/template.
 package statusapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"html/template"
+	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 // Snapshotter is what the API reads; reconcile.Store satisfies it.
@@ -15,127 +24,203 @@ type Snapshotter interface {
 	Snapshot() reconcile.Snapshot
 }
 
-// Handler serves GET /api/v1/status.
+// FindingSource yields the current findings (pending, firing and recently resolved); the
+// findings engine satisfies it.
+type FindingSource interface {
+	Findings() []findings.Finding
+}
+
+// Handler serves the API and the page.
 type Handler struct {
-	store Snapshotter
-	now   func() time.Time
+	store    Snapshotter
+	findings FindingSource
+	now      func() time.Time
+	log      *slog.Logger
+	pages    *template.Template
+	mux      *http.ServeMux
 }
 
-// New returns the status API handler.
-func New(store Snapshotter) *Handler {
-	return &Handler{store: store, now: time.Now}
+// New returns the handler. fs may be nil while no findings engine runs: the API then
+// lists no findings.
+func New(store Snapshotter, fs FindingSource, log *slog.Logger) (*Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{store: store, findings: fs, now: time.Now, log: log, pages: pages, mux: http.NewServeMux()}
+	h.Register(h.mux)
+	return h, nil
 }
 
-// Status is the JSON document.
-type Status struct {
-	GeneratedAt time.Time `json:"generatedAt"`
-	Sources     []Source  `json:"sources"`
-	Apps        []App     `json:"apps"`
-	Istiods     []Istiod  `json:"istiods"`
-	// Propagation is per GitOps app and revision; Changes per mesh object change.
-	Propagation []reconcile.Rollup      `json:"propagation"`
-	Changes     []reconcile.Propagation `json:"changes"`
+// Register adds every route to mux:
+//
+//	GET /api/v1/status, /api/v1/findings, /api/v1/findings/{id}, /api/v1/apps,
+//	    /api/v1/apps/{source}/{kind}/{namespace}/{name}   (JSON)
+//	GET /, /findings/{id}, /apps/{source}/{kind}/{namespace}/{name}, /static/style.css   (page)
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/status", h.serveStatus)
+	mux.HandleFunc("GET /api/v1/findings", h.serveFindings)
+	mux.HandleFunc("GET /api/v1/findings/{id}", h.serveFinding)
+	mux.HandleFunc("GET /api/v1/apps", h.serveApps)
+	mux.HandleFunc("GET /api/v1/apps/{source}/{kind}/{namespace}/{name}", h.serveApp)
+	mux.HandleFunc("GET /{$}", h.pageIndex)
+	mux.HandleFunc("GET /findings/{id}", h.pageFinding)
+	mux.HandleFunc("GET /apps/{source}/{kind}/{namespace}/{name}", h.pageApp)
+	mux.HandleFunc("GET /static/style.css", serveStyle)
 }
 
-// Source is one source's reachability.
-type Source struct {
-	Name  string    `json:"name"`
-	Up    bool      `json:"up"`
-	Error string    `json:"error,omitempty"`
-	Since time.Time `json:"since"`
+// ServeHTTP serves every route, for use as one http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) currentFindings() []findings.Finding {
+	if h.findings == nil {
+		return nil
+	}
+	// Sorted in a copy: the engine may hand out a slice it still owns.
+	fs := slices.Clone(h.findings.Findings())
+	sortFindings(fs)
+	return fs
 }
 
-// App is one GitOps app.
-type App struct {
-	Source          string    `json:"source"`
-	Kind            string    `json:"kind"`
-	Namespace       string    `json:"namespace"`
-	Name            string    `json:"name"`
-	State           string    `json:"state"`
-	Reason          string    `json:"reason,omitempty"`
-	Message         string    `json:"message,omitempty"`
-	DesiredRevision string    `json:"desiredRevision,omitempty"`
-	AppliedRevision string    `json:"appliedRevision,omitempty"`
-	AppliedAt       time.Time `json:"appliedAt,omitzero"`
-	Suspended       bool      `json:"suspended,omitempty"`
-	Objects         []string  `json:"objects,omitempty"`
+func (h *Handler) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, Build(h.store.Snapshot(), h.now()))
 }
 
-// Istiod is one istiod instance and the state of its proxies.
-type Istiod struct {
-	Name        string    `json:"name"`
-	Revision    string    `json:"revision,omitempty"`
-	PushVersion string    `json:"pushVersion,omitempty"`
-	ObservedAt  time.Time `json:"observedAt"`
-	Proxies     []Proxy   `json:"proxies"`
-	// Signals is what istiod's own metrics report (rejected configs, NACKs per proxy,
-	// conflicts, push errors), when its monitoring port is known.
-	Signals *reconcile.IstiodSignals `json:"signals,omitempty"`
-	// Restriction is set when istiod shows meshdrift only part of its proxies, or none:
-	// propagation through it is Unknown until the fix is applied.
-	Restriction *reconcile.ViewRestriction `json:"restriction,omitempty"`
-	// Unverified says why the proxy list could not be checked for completeness.
-	Unverified string `json:"unverified,omitempty"`
+func (h *Handler) serveFindings(w http.ResponseWriter, r *http.Request) {
+	filter, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
+		return
+	}
+	list := FindingList{GeneratedAt: h.now().UTC(), Findings: []Finding{}}
+	for _, f := range h.currentFindings() {
+		if filter.Match(f) {
+			list.Findings = append(list.Findings, findingOf(f))
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
-// Proxy is one proxy's per-type state.
-type Proxy struct {
-	ID    string            `json:"id"`
-	Types map[string]string `json:"types"`
-	Error string            `json:"error,omitempty"`
+func (h *Handler) serveFinding(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.finding(r.PathValue("id"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, Error{Error: "no finding with this id"})
+		return
+	}
+	writeJSON(w, http.StatusOK, findingOf(f))
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+func (h *Handler) finding(id string) (findings.Finding, bool) {
+	for _, f := range h.currentFindings() {
+		if f.ID == id {
+			return f, true
+		}
+	}
+	return findings.Finding{}, false
+}
+
+func (h *Handler) serveApps(w http.ResponseWriter, _ *http.Request) {
+	s := h.store.Snapshot()
+	list := AppList{GeneratedAt: h.now().UTC(), Apps: []App{}}
+	for _, a := range s.Apps {
+		list.Apps = append(list.Apps, appOf(a, s.Propagation))
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request) {
+	d, ok := h.appDetail(r)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, Error{Error: "no such app"})
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// appDetail finds the app a path names. "_" stands for an unknown namespace and matches
+// the one app of that source, kind and name, if there is exactly one.
+func (h *Handler) appDetail(r *http.Request) (AppDetail, bool) {
+	want := reconcile.AppKey{
+		Source: reconcile.Source(r.PathValue("source")), Kind: r.PathValue("kind"),
+		Namespace: r.PathValue("namespace"), Name: r.PathValue("name"),
+	}
+	s := h.store.Snapshot()
+	var app *reconcile.App
+	var byName []*reconcile.App
+	for i, a := range s.Apps {
+		k := a.Key
+		if k.Source != want.Source || k.Kind != want.Kind || k.Name != want.Name {
+			continue
+		}
+		if k.Namespace == want.Namespace {
+			app = &s.Apps[i]
+			break
+		}
+		byName = append(byName, &s.Apps[i])
+	}
+	if app == nil && want.Namespace == emptyNamespace && len(byName) == 1 {
+		app = byName[0]
+	}
+	if app == nil {
+		return AppDetail{}, false
+	}
+	d := AppDetail{GeneratedAt: h.now().UTC(), App: appOf(*app, s.Propagation), Changes: []Change{}, Findings: []Finding{}}
+	for _, p := range s.Changes {
+		if ownedBy(p.Change, *app) {
+			d.Changes = append(d.Changes, changeOf(p))
+		}
+	}
+	for _, f := range h.currentFindings() {
+		if sameApp(f.Subject.App, app.Key) {
+			d.Findings = append(d.Findings, findingOf(f))
+		}
+	}
+	return d, true
+}
+
+// sameApp matches a finding's app to a store app; a finding's app without a namespace
+// (Argo CD label tracking) matches by name.
+func sameApp(f, a reconcile.AppKey) bool {
+	return f.Name != "" && f.Source == a.Source && f.Kind == a.Kind && f.Name == a.Name &&
+		(f.Namespace == "" || f.Namespace == a.Namespace)
+}
+
+// Build turns a snapshot into the status document.
+func Build(s reconcile.Snapshot, now time.Time) Status {
+	st := Status{GeneratedAt: now.UTC(), Sources: []Source{}, Apps: []App{}, Istiods: []Istiod{}, Propagation: []Rollup{}, Changes: []Change{}}
+	for _, src := range s.Sources {
+		st.Sources = append(st.Sources, sourceOf(src))
+	}
+	for _, a := range s.Apps {
+		st.Apps = append(st.Apps, appOf(a, s.Propagation))
+	}
+	for _, v := range s.Istiods {
+		st.Istiods = append(st.Istiods, istiodOf(v))
+	}
+	for _, r := range s.Propagation {
+		st.Propagation = append(st.Propagation, rollupOf(r))
+	}
+	for _, p := range s.Changes {
+		st.Changes = append(st.Changes, changeOf(p))
+	}
+	return st
+}
+
+// writeJSON writes v indented; encoding first means a failure is a clean 500.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, "encoding the response failed", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(Build(h.store.Snapshot(), h.now()))
-}
-
-// Build turns a snapshot into the API document.
-func Build(s reconcile.Snapshot, now time.Time) Status {
-	st := Status{GeneratedAt: now.UTC(), Sources: []Source{}, Apps: []App{}, Istiods: []Istiod{},
-		Propagation: s.Propagation, Changes: s.Changes}
-	if st.Propagation == nil {
-		st.Propagation = []reconcile.Rollup{}
-	}
-	if st.Changes == nil {
-		st.Changes = []reconcile.Propagation{}
-	}
-	for _, src := range s.Sources {
-		st.Sources = append(st.Sources, Source{Name: src.Name, Up: src.Up, Error: src.Error, Since: src.Since.UTC()})
-	}
-	for _, a := range s.Apps {
-		app := App{
-			Source: string(a.Key.Source), Kind: a.Key.Kind, Namespace: a.Key.Namespace, Name: a.Key.Name,
-			State: string(a.State), Reason: a.Reason, Message: a.Message,
-			DesiredRevision: a.DesiredRevision, AppliedRevision: a.AppliedRevision, AppliedAt: a.AppliedAt,
-			Suspended: a.Suspended,
-		}
-		for _, o := range a.Objects {
-			app.Objects = append(app.Objects, o.Ref.String())
-		}
-		st.Apps = append(st.Apps, app)
-	}
-	for _, v := range s.Istiods {
-		is := Istiod{Name: v.Istiod, Revision: v.Revision, PushVersion: v.PushVersion, ObservedAt: v.ObservedAt.UTC(), Proxies: []Proxy{}, Signals: v.Signals,
-			Restriction: v.Restriction, Unverified: v.Unverified}
-		for _, p := range v.Proxies {
-			px := Proxy{ID: p.ID, Types: map[string]string{}}
-			for _, t := range p.Types {
-				px.Types[reconcile.ShortType(t.TypeURL)] = string(t.State)
-				if t.Error != "" {
-					px.Error = t.Error
-				}
-			}
-			is.Proxies = append(is.Proxies, px)
-		}
-		st.Istiods = append(st.Istiods, is)
-	}
-	return st
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -25,7 +26,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
 		return exitUsage
 	}
-	a, err := wire(cfg, log)
+	a, err := wire(readOnly(cfg), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshdrift check: %v\n", err)
 		return exitProblem
@@ -49,10 +50,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// A failed read is reported as a source that is down, which check prints.
 		_ = a.reader.ReadOnce(ctx)
 	}
-	a.store.Evaluate(time.Now())
+	now := time.Now()
+	a.store.Evaluate(now)
 	snap := a.store.Snapshot()
 	printSnapshot(stdout, snap)
 	printUnverified(stdout, snap)
+	printFindings(stdout, findings.Current(snap, cfg.Findings.Engine(), now))
 	if problems := snapshotProblems(snap); len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
 		for _, p := range problems {
@@ -200,5 +203,18 @@ func printUnverified(w io.Writer, s reconcile.Snapshot) {
 		if v.Unverified != "" && v.Restriction == nil {
 			fmt.Fprintf(w, "note: istiod %s: not checked that it shows every connected proxy: %s\n", v.Istiod, v.Unverified)
 		}
+	}
+}
+
+// printFindings lists the findings the same state would raise in serve, by code, so that a
+// pipeline's log names the catalog entry to read.
+func printFindings(w io.Writer, fs []findings.Finding) {
+	fmt.Fprintln(w, "\nFINDINGS")
+	if len(fs) == 0 {
+		fmt.Fprintln(w, "none")
+		return
+	}
+	for _, f := range fs {
+		fmt.Fprintf(w, "%s %s %s (%s): %s\n", f.Code, f.Severity, f.Name, f.State, oneLine(f.Summary))
 	}
 }

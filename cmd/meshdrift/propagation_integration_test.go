@@ -59,6 +59,12 @@ func istiodOptions(name string) testbed.IstiodOptions {
 // with a meshdrift-system token (the shipped defaults), and runs it until the test ends.
 func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istiod) *app {
 	t.Helper()
+	return startMeshdriftWith(t, grace, nil, istiods...)
+}
+
+// startMeshdriftWith is startMeshdrift with the configuration changed by edit first.
+func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Kubeconfig = bed.kube.Kubeconfig
 	cfg.Flux.Receiver.Enabled = false
@@ -71,6 +77,9 @@ func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istio
 		cfg.Istio.CAFile = i.RootCertFile // one root for the bed's istiods
 	}
 	cfg.Istio.TokenFile = bed.tokenFile
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -359,10 +368,15 @@ func TestPropagationPerFluxRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := reconcile.AppKey{Source: reconcile.SourceFlux, Kind: "Kustomization", Namespace: ns, Name: "payments"}
+	match, err := newRevisionMatcher(revision, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &waiter{key: key, match: match, start: time.Now()}
 	deadline := time.Now().Add(30 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
-		state, msg := waitState(a.store.Snapshot(), key, revision)
+		state, msg := w.state(a.store.Snapshot(), time.Now())
 		last = msg
 		if state == reconcile.PropagationPropagated {
 			if !strings.Contains(msg, revision) || !strings.Contains(msg, "proxies ACKed") {

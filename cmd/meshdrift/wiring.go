@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -22,10 +21,14 @@ import (
 	"github.com/meshdrift/meshdrift/adapters/flux"
 	"github.com/meshdrift/meshdrift/adapters/istio"
 	"github.com/meshdrift/meshdrift/adapters/mesh"
+	"github.com/meshdrift/meshdrift/alerting/alertmanager"
+	"github.com/meshdrift/meshdrift/alerting/dispatch"
+	"github.com/meshdrift/meshdrift/alerting/events"
 	"github.com/meshdrift/meshdrift/alerting/metrics"
 	"github.com/meshdrift/meshdrift/alerting/statusapi"
 	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 // component is one long-running part; Run blocks until ctx ends.
@@ -45,6 +48,11 @@ type app struct {
 	components []component
 	reader     *istio.Reader
 	mux        *http.ServeMux
+	// engine turns every evaluation's snapshot into findings; dispatcher (nil when no
+	// sink is configured) delivers them.
+	engine         *findings.Engine
+	dispatcher     *dispatch.Dispatcher
+	findingMetrics *metrics.Findings
 }
 
 // wire builds every part the configuration enables.
@@ -96,15 +104,87 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	if cfg.Istio.Enabled {
 		errs = append(errs, a.wireIstio(restCfg))
 	}
+	errs = append(errs, a.wireFindings(restCfg))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 
 	a.mux.Handle("GET /metrics", promhttpHandler(reg))
-	a.mux.Handle("/api/v1/status", statusapi.New(store))
+	status, err := statusapi.New(store, a.engine, log.With("component", "statusapi"))
+	if err != nil {
+		return nil, err
+	}
+	status.Register(a.mux)
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	a.mux.HandleFunc("GET /readyz", a.ready)
 	return a, nil
+}
+
+// readOnly is cfg for the one-shot commands: they report on their own output and deliver
+// nothing, so that a pipeline's check or wait never raises or resolves a team's alerts.
+func readOnly(cfg config.Config) config.Config {
+	cfg.Alerting.Alertmanager.URLs = nil
+	cfg.Alerting.Events.Enabled = false
+	return cfg
+}
+
+// wireFindings builds the findings engine and the sinks that deliver its findings:
+// every configured Alertmanager and Kubernetes Events, behind one dispatcher.
+func (a *app) wireFindings(restCfg *rest.Config) error {
+	a.engine = findings.NewEngine(a.cfg.Findings.Engine(), nil)
+	fm, err := metrics.NewFindings(a.registry, a.engine)
+	if err != nil {
+		return fmt.Errorf("registering findings metrics: %w", err)
+	}
+	a.findingMetrics = fm
+	var sinks []dispatch.Sink
+	if c := a.cfg.Alerting.Alertmanager; len(c.URLs) > 0 {
+		ac := alertmanager.Config{
+			URLs: c.URLs, ResendInterval: c.ResendInterval.D(), Timeout: c.Timeout.D(), QueueCapacity: c.QueueCapacity,
+			Cluster: c.Cluster, ExternalURL: c.ExternalURL, RunbookURL: c.RunbookURL, BearerTokenFile: c.BearerTokenFile,
+			TLS: alertmanager.TLSConfig{
+				CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
+				ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify,
+			},
+		}
+		if b := c.BasicAuth; b != nil {
+			ac.BasicAuth = &alertmanager.BasicAuth{Username: b.Username, PasswordFile: b.PasswordFile}
+		}
+		s, err := alertmanager.Sinks(ac)
+		if err != nil {
+			return fmt.Errorf("alertmanager: %w", err)
+		}
+		sinks = append(sinks, s...)
+	}
+	if e := a.cfg.Alerting.Events; e.Enabled {
+		ev, err := events.NewForConfig(events.Config{}, restCfg, a.registry, a.log.With("sink", "events"))
+		if err != nil {
+			return fmt.Errorf("kubernetes events: %w", err)
+		}
+		a.components = append(a.components, component{name: "events", run: ev.Run, synced: ev.HasSynced})
+		sinks = append(sinks, dispatch.Sink{Notifier: ev, ResendInterval: e.ResendInterval.D()})
+	}
+	if len(sinks) == 0 {
+		return nil
+	}
+	d, err := dispatch.New(sinks, dispatch.Options{Registerer: a.registry, Logger: a.log.With("component", "dispatch")})
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	a.dispatcher = d
+	a.components = append(a.components, component{name: "dispatch", run: d.Run})
+	return nil
+}
+
+// evaluateFindings runs one findings pass over the store's latest state and hands the
+// result to the sinks.
+func (a *app) evaluateFindings(now time.Time) {
+	for _, tr := range a.engine.Evaluate(a.store.Snapshot()) {
+		a.findingMetrics.Transitioned(tr, now)
+	}
+	if a.dispatcher != nil {
+		a.dispatcher.Update(a.engine.Findings())
+	}
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -157,19 +237,27 @@ func (a *app) wireFlux(dyn dynamic.Interface, disc discovery.DiscoveryInterface)
 	if !r.Enabled {
 		return nil
 	}
-	var key []byte
+	// Fail closed: config validation already demands a key file or insecureNoAuth, and
+	// LoadHMACKey and NewReceiver refuse an empty key again, whatever built the config.
+	rc := flux.ReceiverConfig{InsecureNoAuth: r.InsecureNoAuth, AllowSHA1: r.AllowSHA1, MaxBodyBytes: r.MaxBodyBytes}
 	if r.HMACKeyFile != "" {
-		b, err := os.ReadFile(r.HMACKeyFile)
+		key, err := flux.LoadHMACKey(r.HMACKeyFile)
 		if err != nil {
-			return fmt.Errorf("flux receiver: reading the HMAC key: %w", err)
+			return err
 		}
-		key = []byte(strings.TrimSpace(string(b)))
+		rc.HMACKey = key
 	}
-	recv, err := flux.NewReceiver(flux.ReceiverConfig{HMACKey: key, MaxBodyBytes: r.MaxBodyBytes}, w, a.registry, a.log.With("adapter", "flux"))
+	log := a.log.With("adapter", "flux")
+	recv, err := flux.NewReceiver(rc, w, a.registry, log)
 	if err != nil {
 		return err
 	}
 	a.mux.Handle(r.Path, recv)
+	if r.InsecureNoAuth {
+		log.Warn("flux receiver accepts unsigned events: anyone who reaches it can trigger re-reads", "path", r.Path, "receiver", rc)
+	} else {
+		log.Info("flux receiver enabled", "path", r.Path, "receiver", rc)
+	}
 	return nil
 }
 
@@ -255,6 +343,7 @@ func (a *app) evaluate(ctx context.Context) error {
 		}
 		now := time.Now()
 		a.store.Evaluate(now)
+		a.evaluateFindings(now)
 		if a.reader == nil {
 			continue
 		}

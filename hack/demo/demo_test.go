@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/meshdrift/meshdrift/internal/testbed"
 )
 
@@ -90,6 +94,44 @@ func TestDemoEndToEnd(t *testing.T) {
 		last = state
 	}
 
+	// The demo's rejected Flux revision: one firing MD0201 on the page's API, exactly one
+	// alert in the demo's Alertmanager, and Events on the VirtualService and on the
+	// Kustomization that applied it.
+	t.Run("RejectedChange", func(t *testing.T) {
+		logs := filepath.Join(dir, "logs")
+		amURL, err := os.ReadFile(filepath.Join(logs, "alertmanager-url"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "MD0201 firing, one alert, Events on the object and its Kustomization", func() (bool, string) {
+			var fs struct {
+				Findings []struct {
+					Code, State string
+					Subject     struct{ Object struct{ Kind, Name string } } `json:"subject"`
+				} `json:"findings"`
+			}
+			if err := getJSON("http://"+listen+"/api/v1/findings?code=MD0201", &fs); err != nil {
+				return false, err.Error()
+			}
+			firing := 0
+			for _, f := range fs.Findings {
+				if f.State == "firing" && f.Subject.Object.Kind == "VirtualService" && f.Subject.Object.Name == "ratings" {
+					firing++
+				}
+			}
+			var alerts []struct {
+				Labels map[string]string `json:"labels"`
+			}
+			if err := getJSON(string(amURL)+`/api/v2/alerts?active=true&filter=code%3D%22MD0201%22`, &alerts); err != nil {
+				return false, err.Error()
+			}
+			events := eventReasons(t, filepath.Join(logs, "kubeconfig"))
+			ok := firing == 1 && len(alerts) == 1 && alerts[0].Labels["object"] == "networking.istio.io/VirtualService/bookinfo/ratings" &&
+				events["VirtualService/ratings"]["MeshChangeNACKed"] && events["Kustomization/bookinfo-routing"]["MeshChangeNACKed"]
+			return ok, fmt.Sprintf("findings %+v; alerts %+v; events %v", fs.Findings, alerts, events)
+		})
+	})
+
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +204,65 @@ func children() []string {
 		if len(fields) > 1 && fields[1] == self && fields[0] != "Z" {
 			out = append(out, e.Name()+":"+s[strings.IndexByte(s, '(')+1:end])
 		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s; last: %s", what, within, last)
+}
+
+func getJSON(url string, into any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+// eventReasons lists the Events meshdrift wrote, by "Kind/name" of what they regard.
+func eventReasons(t *testing.T, kubeconfig string) map[string]map[string]bool {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]bool{}
+	evs, err := c.EventsV1().Events("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return out
+	}
+	for _, e := range evs.Items {
+		if e.ReportingController != "meshdrift" {
+			continue
+		}
+		k := e.Regarding.Kind + "/" + e.Regarding.Name
+		if out[k] == nil {
+			out[k] = map[string]bool{}
+		}
+		out[k][e.Reason] = true
 	}
 	return out
 }

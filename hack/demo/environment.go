@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ type environment struct {
 	kube   *testbed.Kube
 	istiod *testbed.Istiod
 	flux   *testbed.Flux
+	am     *testbed.Alertmanager
 	// tokenFile is meshdrift's istio-ca token, from meshdrift-system as when deployed.
 	tokenFile string
 	proxies   []*xdsproxy.Proxy
@@ -35,6 +37,11 @@ func (e *environment) stop(log *slog.Logger) {
 	}{{"flux", e.fluxStop}, {"istiod", e.istiodStop}} {
 		if err := part.stop(); err != nil {
 			log.Warn("stopping", "part", part.name, "err", err)
+		}
+	}
+	if e.am != nil {
+		if err := e.am.Stop(); err != nil {
+			log.Warn("stopping", "part", "alertmanager", "err", err)
 		}
 	}
 	if e.kube != nil {
@@ -78,6 +85,10 @@ func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Asse
 	if e.tokenFile, err = e.kube.TokenFile(ctx, testbed.MeshdriftNamespace, "meshdrift"); err != nil {
 		return e, err
 	}
+	log.Info("starting Alertmanager")
+	if e.am, err = testbed.StartAlertmanager(ctx, filepath.Join(logDir, "alertmanager"), ""); err != nil {
+		return e, err
+	}
 	log.Info("starting Flux kustomize-controller and notification-controller")
 	if e.flux, err = testbed.StartFlux(ctx, assets, e.kube); err != nil {
 		return e, err
@@ -102,6 +113,25 @@ func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Asse
 	return e, nil
 }
 
+// bookinfoRouting is one service's routing in the bookinfo repository: name, namespace,
+// and extra route settings.
+const bookinfoRouting = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [%[1]s.%[2]s.svc.cluster.local]
+  http:
+  - name: %[1]s-v1%[3]s
+    route: [{destination: {host: %[1]s.%[2]s.svc.cluster.local, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  host: %[1]s.%[2]s.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}]
+`
+
 // The sample mesh: three services; reviews and ratings routing from Git through Flux,
 // productpage's through Argo CD.
 func (e *environment) sampleMesh(ctx context.Context) error {
@@ -123,22 +153,7 @@ spec:
 	// Flux: a Kustomization whose artifact holds reviews' and ratings' routing.
 	files := map[string]string{}
 	for _, svc := range []string{"reviews", "ratings"} {
-		files[svc+".yaml"] = fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: %[1]s, namespace: %[2]s}
-spec:
-  hosts: [%[1]s.%[2]s.svc.cluster.local]
-  http:
-  - name: %[1]s-v1
-    route: [{destination: {host: %[1]s.%[2]s.svc.cluster.local, subset: v1}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: %[1]s, namespace: %[2]s}
-spec:
-  host: %[1]s.%[2]s.svc.cluster.local
-  subsets: [{name: v1, labels: {version: v1}}]
-`, svc, demoNamespace)
+		files[svc+".yaml"] = fmt.Sprintf(bookinfoRouting, svc, demoNamespace, "")
 	}
 	art, err := e.flux.Artifacts.Publish("bookinfo", "main@sha1:3f2a9c41d0b7e5a8c6f1e2d3b4a5968778695a4b", files)
 	if err != nil {
@@ -206,4 +221,37 @@ spec:
 	}
 	_, err = e.kube.MergePatch(ctx, "argocd-application-controller", objs[0], patch)
 	return err
+}
+
+// rejectedRevision is the bookinfo revision the demo makes the ratings proxy reject.
+const rejectedRevision = "main@sha1:7c1e5d2b9a4f6e8d0c3b5a7f9e1d3c5b7a9f0e2d"
+
+// rejectRatingsChange plays the failure meshdrift exists for: Flux applies a new revision
+// of ratings' routing, Flux and the API server accept it, and the ratings proxy's Envoy
+// rejects the route configuration istiod builds from it.
+func (e *environment) rejectRatingsChange(ctx context.Context) error {
+	var ratings *xdsproxy.Proxy
+	for _, p := range e.proxies {
+		if strings.HasPrefix(p.Name(), "ratings-") {
+			ratings = p
+		}
+	}
+	if ratings == nil {
+		return fmt.Errorf("no ratings proxy")
+	}
+	ratings.SetNACKMessage(`Error adding/updating route config "9080": route ratings-v1 timeout: value must be greater than 0s (rejected by the demo)`)
+	ratings.SetTypeMode(xdsproxy.TypeRoute, xdsproxy.ModeNACK)
+	files := map[string]string{}
+	for _, svc := range []string{"reviews", "ratings"} {
+		extra := ""
+		if svc == "ratings" {
+			extra = "\n    timeout: 2s"
+		}
+		files[svc+".yaml"] = fmt.Sprintf(bookinfoRouting, svc, demoNamespace, extra)
+	}
+	art, err := e.flux.Artifacts.Publish("bookinfo", rejectedRevision, files)
+	if err != nil {
+		return err
+	}
+	return e.flux.SetGitRepository(ctx, testbed.FluxNamespace, "bookinfo", art)
 }

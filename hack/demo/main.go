@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,9 +73,37 @@ func run(ctx context.Context, log *slog.Logger, binary, listen, logDir string) (
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- md.Wait() }()
+	// Where the demo's Alertmanager listens, for whoever drives the demo (its test).
+	if err := os.WriteFile(filepath.Join(logDir, "alertmanager-url"), []byte(env.am.URL), 0o600); err != nil {
+		return fmt.Errorf("writing the Alertmanager URL: %w", err)
+	}
+	go func() {
+		// Once meshdrift has seen the healthy mesh, break it the way users find out about
+		// too late: a Flux revision that Flux applies and a proxy rejects.
+		if err := waitReady(ctx, "http://"+listen+"/readyz"); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		if err := env.rejectRatingsChange(ctx); err != nil {
+			log.Error("making the ratings proxy reject a change", "err", err)
+			return
+		}
+		fmt.Printf(`
+Flux is applying bookinfo %s, and the ratings proxy rejects its route. Flux says Ready;
+meshdrift raises MD0201 MeshChangeNACKed within a second:
+  page:          http://%s/
+  Alertmanager:  %s/#/alerts
+  Events:        kubectl --kubeconfig %s -n %s describe virtualservice ratings
+`, rejectedRevision, listen, env.am.URL, env.kube.Kubeconfig, demoNamespace)
+	}()
 
 	fmt.Printf(`
 meshdrift demo is running.
+  page:          http://%[1]s/
   status API:    http://%[1]s/api/v1/status
   metrics:       http://%[1]s/metrics
   kubeconfig:    %[2]s   (kubectl --kubeconfig %[2]s get virtualservices -A)
@@ -116,5 +145,31 @@ istio:
   pollInterval: 2s
 reconcile:
   staleGrace: 30s
-`, env.kube.Kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile)
+alerting:
+  alertmanager:
+    urls: [%s]
+    externalURL: http://%s
+`, env.kube.Kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile, env.am.URL, listen)
+}
+
+// waitReady polls url until it answers 200 or ctx ends.
+func waitReady(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

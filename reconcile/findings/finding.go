@@ -1,6 +1,17 @@
 // Package findings turns what the store observed (apps, sources, istiod views, propagation
 // of every change) into findings: one coded problem per subject, with a lifecycle from
 // pending to firing to resolved. Sinks in alerting/ deliver them.
+//
+// The codes are data in catalog.go, which also generates docs/findings.md. Derive is a pure
+// function from a reconcile.Snapshot to the current problems; the Engine runs the lifecycle
+// on an injected clock. The evaluator feeds the engine one snapshot per pass (on every
+// store change and periodically):
+//
+//	store.Evaluate(now)
+//	transitions := engine.Evaluate(store.Snapshot())
+//
+// and hands the transitions to the sinks; engine.Active() is what is pending or firing
+// now (for resends and the status API), engine.Findings() adds the recently resolved.
 package findings
 
 import (
@@ -40,6 +51,9 @@ type Subject struct {
 	// Object is the mesh object (or other Kubernetes object) concerned, if one.
 	Object reconcile.ObjectRef
 	// App and Revision are the GitOps app and the Git revision concerned, if any.
+	// Revision is set only where the problem is one revision's (MD0101 sync failed,
+	// MD0104 not applied); a change's findings name the app's revision in their evidence,
+	// so that the app moving to a new revision does not make the same NACK a new finding.
 	App      reconcile.AppKey
 	Revision string
 	// Istiod and Proxy name an istiod instance and one of its proxies ("<pod>.<ns>").

@@ -46,6 +46,7 @@ func ToApp(a Application, observedAt time.Time) reconcile.App {
 		Stale:           a.Metadata.Annotations[AnnotationRefresh] != "",
 		Objects:         objects(a.Status.Resources),
 		ObservedAt:      observedAt,
+		Ignore:          a.Metadata.Annotations[reconcile.AnnotationIgnore],
 	}
 	app.AppliedRevision, app.AppliedAt = applied(a.Status)
 	app.State, app.Reason, app.Message = appState(a.Status)

@@ -425,3 +425,12 @@ func TestViewFields(t *testing.T) {
 		t.Errorf("decoded view:\n%s\nwant:\n%s", gotJSON, wantJSON)
 	}
 }
+
+func TestToAppIgnoreAnnotation(t *testing.T) {
+	var a Application
+	a.Metadata.Namespace, a.Metadata.Name = "argocd", "reviews"
+	a.Metadata.Annotations = map[string]string{reconcile.AnnotationIgnore: "MD0103"}
+	if got := ToApp(a, time.Time{}).Ignore; got != "MD0103" {
+		t.Fatalf("Ignore = %q", got)
+	}
+}

@@ -1,0 +1,187 @@
+package findings
+
+import (
+	"strings"
+	"time"
+)
+
+//go:generate go run ./internal/gendocs -o ../../docs/findings.md
+
+// The catalog of every finding code, as data: it feeds Derive, the engine, the sinks and
+// docs/findings.md (`go generate ./reconcile/findings`).
+//
+// Numbering: MD01xx GitOps apps, MD02xx propagation of mesh changes, MD03xx istiod and
+// proxies, MD04xx meshdrift's sources. MD05xx to MD08xx are reserved for the semantic
+// checks. A code is never renumbered and a retired code is never reused, even for a
+// similar problem: codes are alert labels, silences and doc anchors people keep. To retire
+// one, set Retired and leave its entry here.
+
+// Entry describes one finding code.
+type Entry struct {
+	Code Code
+	// Name is the CamelCase name (alertname, Event reason).
+	Name     string
+	Severity Severity
+	// Summary is a one-line template; see Render for its placeholders.
+	Summary     string
+	Description string
+	Remedy      string
+	// For is how long the problem must last (from its StartsAt) before it fires, unless
+	// configuration overrides it.
+	For time.Duration
+	// Retired is set when the code is no longer derived; the entry stays so that the code
+	// is never reused.
+	Retired bool
+}
+
+// Anchor is the entry's anchor in docs/findings.md ("md0201").
+func (e Entry) Anchor() string { return strings.ToLower(string(e.Code)) }
+
+// DocPath is where the generated catalog lives in the repository.
+const DocPath = "docs/findings.md"
+
+// DocURL links to a code's section of the catalog page, given where that page is served
+// (a runbook_url for alerts), e.g. DocURL("https://example.com/docs/findings.md", "MD0201").
+func DocURL(page string, c Code) string { return page + "#" + strings.ToLower(string(c)) }
+
+// Codes meshdrift derives.
+const (
+	CodeAppSyncFailed       Code = "MD0101"
+	CodeAppDegraded         Code = "MD0102"
+	CodeAppOutOfSync        Code = "MD0103"
+	CodeAppRevisionMismatch Code = "MD0104"
+	CodeAppSuspendedDrift   Code = "MD0105"
+
+	CodeChangeNACKed    Code = "MD0201"
+	CodeChangeStale     Code = "MD0202"
+	CodeChangeNotPushed Code = "MD0203"
+	CodeChangeUnknown   Code = "MD0204"
+
+	CodeIstiodUnreachable Code = "MD0301"
+	CodeIstiodRestricted  Code = "MD0302"
+	CodeIstiodRejected    Code = "MD0303"
+	CodeIstiodPushErrors  Code = "MD0304"
+	CodeProxyRejecting    Code = "MD0305"
+	CodeIstiodClockOffset Code = "MD0306"
+
+	CodeSourceUnreachable  Code = "MD0401"
+	CodeSourceNotInstalled Code = "MD0402"
+)
+
+var catalog = []Entry{
+	{
+		Code: CodeAppSyncFailed, Name: "AppSyncFailed", Severity: SeverityWarning, For: 2 * time.Minute,
+		Summary:     "{app} failed to apply revision {revision}: {evidence}",
+		Description: "The GitOps tool tried to apply the app's revision and failed (an Argo CD sync operation Failed or Errored; a Flux Kustomization or HelmRelease not Ready for a reason other than waiting, or Stalled). The cluster still runs the last revision that applied.",
+		Remedy:      "Read the tool's message in the evidence (`argocd app get`, `flux get kustomizations`), fix the manifests or the source in Git, and let the tool retry.",
+	},
+	{
+		Code: CodeAppDegraded, Name: "AppDegraded", Severity: SeverityWarning, For: 5 * time.Minute,
+		Summary:     "{app} is degraded: {evidence}",
+		Description: "The app applied, but what it runs is not healthy: Argo CD health Degraded, or a Flux health check failed.",
+		Remedy:      "Look at the workloads named in the evidence (`kubectl describe`, their events and logs).",
+	},
+	{
+		Code: CodeAppOutOfSync, Name: "AppOutOfSync", Severity: SeverityWarning, For: 10 * time.Minute,
+		Summary:     "{app} has been out of sync with Git",
+		Description: "The cluster differs from Git and nothing is applying it, for longer than the grace (this code's `for`). A short difference while a change rolls out is normal and does not fire.",
+		Remedy:      "Sync the app, or find why automated sync does not (sync windows, a failed comparison, a hand edit the tool does not revert).",
+	},
+	{
+		Code: CodeAppRevisionMismatch, Name: "AppRevisionNotApplied", Severity: SeverityWarning, For: 15 * time.Minute,
+		Summary:     "{app} has not applied revision {revision}: {evidence}",
+		Description: "The revision the tool attempts differs from the one it last applied, while the app neither reports Synced nor Failed (Failed is MD0101): the apply is stuck in progress or waiting on something.",
+		Remedy:      "Check what the app waits for: a dependency (Flux dependsOn), a long health check, a sync hook or wave that does not finish.",
+	},
+	{
+		Code: CodeAppSuspendedDrift, Name: "AppSuspendedWhileDrifting", Severity: SeverityInfo, For: 10 * time.Minute,
+		Summary:     "{app} is suspended while its objects drift from Git: {evidence}",
+		Description: "Reconciliation of the app is switched off (Flux suspend, Argo CD without automated sync) and objects it manages differ from Git or were changed by someone else. Nothing will bring them back.",
+		Remedy:      "Resume the app (`flux resume`, enable automated sync or sync by hand) or bring the change into Git.",
+	},
+	{
+		Code: CodeChangeNACKed, Name: "MeshChangeNACKed", Severity: SeverityCritical, For: 0,
+		Summary:     "{object} was rejected by {detail}: {evidence}",
+		Description: "At least one Envoy proxy rejected (NACKed) the config istiod built after this change. The proxy keeps running its previous config, so the mesh does not run what Git says even though the GitOps tool reports success.",
+		Remedy:      "Read the proxy's NACK text in the evidence, fix the object in Git (or revert it), and check `istioctl proxy-status` for the proxy.",
+	},
+	{
+		Code: CodeChangeStale, Name: "MeshChangeStale", Severity: SeverityWarning, For: 0,
+		Summary:     "{object} is not acknowledged by {detail} after the grace period",
+		Description: "istiod pushed config after this change, but some proxies have neither ACKed nor NACKed it within `reconcile.staleGrace`. They may be overloaded, partitioned from istiod, or stuck.",
+		Remedy:      "Check the listed proxies (`istioctl proxy-status`, the proxy's logs) and istiod's load.",
+	},
+	{
+		Code: CodeChangeNotPushed, Name: "MeshChangeNotPushed", Severity: SeverityWarning, For: 0,
+		Summary:     "{object} changed but istiod pushed nothing within the grace period",
+		Description: "istiod sent no config to any proxy, and its push version did not move, within `reconcile.staleGrace` after the change: istiod may not watch the object (revision or namespace selection, discovery selectors), may have rejected it, or is stuck.",
+		Remedy:      "Check that an istiod revision selects the object's namespace, look for MD0303 on istiod, and read istiod's logs.",
+	},
+	{
+		Code: CodeChangeUnknown, Name: "MeshChangePropagationUnknown", Severity: SeverityWarning, For: 2 * time.Minute,
+		Summary:     "propagation of {object} is unknown: {detail}",
+		Description: "An istiod that may serve affected proxies could not be read, or showed meshdrift only part of its proxies, so meshdrift cannot tell whether the change reached them. It never counts such a change as propagated, and the change's other findings are held, not resolved, until istiod is read in full again.",
+		Remedy:      "See MD0301 (istiod unreachable) or MD0302 (restricted view) for the istiod concerned.",
+	},
+	{
+		Code: CodeIstiodUnreachable, Name: "IstiodUnreachable", Severity: SeverityWarning, For: time.Minute,
+		Summary:     "istiod {istiod} cannot be read: {evidence}",
+		Description: "meshdrift cannot read this istiod's proxy status. Findings about its proxies are held as last seen, and changes it may serve have unknown propagation (MD0204).",
+		Remedy:      "Check that istiod runs, that meshdrift's token and CA are valid, and that the network allows meshdrift to reach istiod.",
+	},
+	{
+		Code: CodeIstiodRestricted, Name: "IstiodViewRestricted", Severity: SeverityWarning, For: 0,
+		Summary:     "istiod {istiod} {detail} to meshdrift: {evidence}",
+		Description: "istiod answers, but does not show meshdrift everything (debug endpoint authorization limits it to some namespaces, or a transport lacks fields), so some findings cannot be derived for the proxies it hides.",
+		Remedy:      "Follow the fix in the evidence: usually run meshdrift in a namespace istiod trusts for debug access, or use another transport.",
+	},
+	{
+		Code: CodeIstiodRejected, Name: "IstiodRejectedConfig", Severity: SeverityWarning, For: 0,
+		Summary:     "istiod {istiod} rejected config {detail}",
+		Description: "istiod's own metrics counted config it rejected or ignored since meshdrift last read them. The counter is cumulative since istiod started, so only an increase meshdrift observed fires; the finding resolves once no increase was seen for `findings.signalWindow`.",
+		Remedy:      "Run `istioctl analyze` on the named object and read istiod's logs for the validation error.",
+	},
+	{
+		Code: CodeIstiodPushErrors, Name: "IstiodPushErrors", Severity: SeverityWarning, For: 0,
+		Summary:     "istiod {istiod} failed to build or send pushes ({detail})",
+		Description: "istiod's own metrics counted pushes that failed since meshdrift last read them (cumulative counters: only an observed increase fires; resolved after `findings.signalWindow` without one).",
+		Remedy:      "Read istiod's logs around the time of the finding; look for config that makes istiod fail to generate xDS.",
+	},
+	{
+		Code: CodeProxyRejecting, Name: "ProxyRejectingConfig", Severity: SeverityWarning, For: time.Minute,
+		Summary:     "proxy {proxy} rejects config from istiod: {evidence}",
+		Description: "A proxy NACKs config that no tracked mesh change explains (those are MD0201): a proxy problem rather than an app's, e.g. an Envoy older than istiod, a bad EnvoyFilter, or a bootstrap issue.",
+		Remedy:      "Compare the proxy's version with istiod's (`istioctl proxy-status`), read the NACK text, and restart or upgrade the proxy.",
+	},
+	{
+		Code: CodeIstiodClockOffset, Name: "IstiodClockOffset", Severity: SeverityWarning, For: 5 * time.Minute,
+		Summary:     "the clock of istiod {istiod} is off from meshdrift's: {evidence}",
+		Description: "meshdrift compares istiod's push times with the times it saw changes. It tolerates a clock offset of up to 2 s; a larger one makes pushes look earlier or later than they were, so propagation may be misjudged.",
+		Remedy:      "Run NTP (chrony, systemd-timesyncd) on the nodes of meshdrift and istiod.",
+	},
+	{
+		Code: CodeSourceUnreachable, Name: "SourceUnreachable", Severity: SeverityWarning, For: 2 * time.Minute,
+		Summary:     "source {source} cannot be read: {evidence}",
+		Description: "meshdrift cannot read this source (the API server watch of Argo CD Applications, Flux objects or mesh objects, or an Argo CD API server). Findings about its apps are held as last seen, never resolved because the source went dark.",
+		Remedy:      "Check meshdrift's RBAC and credentials and that the API server or Argo CD API server is reachable.",
+	},
+	{
+		Code: CodeSourceNotInstalled, Name: "SourceNotInstalled", Severity: SeverityInfo, For: 0,
+		Summary:     "source {source} is enabled but its CRD is not installed",
+		Description: "meshdrift is configured to read this GitOps tool, but the API server does not serve its custom resource: there is nothing to read. It is the same for Argo CD and Flux, and it is not an outage (MD0401).",
+		Remedy:      "Install the tool, or disable it in meshdrift's configuration (`argocd.enabled`, `flux.enabled`).",
+	},
+}
+
+// Catalog returns every entry, in code order (retired ones included).
+func Catalog() []Entry { return append([]Entry(nil), catalog...) }
+
+// Lookup returns the entry of a code.
+func Lookup(c Code) (Entry, bool) {
+	for _, e := range catalog {
+		if e.Code == c {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
