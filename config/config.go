@@ -108,7 +108,23 @@ type IstioConfig struct {
 type ReconcileConfig struct {
 	// StaleGrace is how long a proxy may leave a change un-ACKed before it is stale.
 	StaleGrace Duration `json:"staleGrace"`
+	// FastPoll is how istiod is read while a change is in flight.
+	FastPoll FastPollConfig `json:"fastPoll"`
+	// MaxChanges caps the mesh object changes held; beyond it the oldest propagated ones
+	// are dropped first.
+	MaxChanges int `json:"maxChanges"`
 }
+
+// FastPollConfig: while a change is pending within its grace, istiod is read every
+// Interval instead of istio.pollInterval, for at most MaxShare of the time (measured over
+// a minute), so that a mesh that never settles does not keep meshdrift and istiod busy.
+type FastPollConfig struct {
+	Interval Duration `json:"interval"`
+	MaxShare float64  `json:"maxShare"`
+}
+
+// MinFastPollInterval is the fastest istiod may be read (the reader's own floor).
+const MinFastPollInterval = 100 * time.Millisecond
 
 // AlertingConfig is where findings are delivered.
 type AlertingConfig struct {
@@ -186,8 +202,12 @@ func Default() Config {
 			Transport: TransportXDSTLS, TokenFile: "/var/run/secrets/tokens/istio-token",
 			CAFile: "/var/run/secrets/istio/root-cert.pem", PollInterval: Duration(10 * time.Second),
 		},
-		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
-		Findings:  defaultFindings(),
+		Reconcile: ReconcileConfig{
+			StaleGrace: Duration(30 * time.Second),
+			FastPoll:   FastPollConfig{Interval: Duration(250 * time.Millisecond), MaxShare: 0.5},
+			MaxChanges: 10000,
+		},
+		Findings: defaultFindings(),
 		Alerting: AlertingConfig{Events: EventsConfig{Enabled: true, ResendInterval: Duration(5 * time.Minute)}, Alertmanager: AlertmanagerConfig{
 			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
 			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
@@ -286,6 +306,17 @@ func (c Config) Validate() error {
 	}
 	if c.Reconcile.StaleGrace.D() <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
+	}
+	if f := c.Reconcile.FastPoll; f.Interval.D() < MinFastPollInterval {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.interval %s: must be at least %s", f.Interval, MinFastPollInterval))
+	} else if c.Istio.Enabled && f.Interval.D() > c.Istio.PollInterval.D() {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.interval %s: must not be longer than istio.pollInterval %s", f.Interval, c.Istio.PollInterval))
+	}
+	if s := c.Reconcile.FastPoll.MaxShare; !(s > 0 && s <= 1) {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.maxShare %g: must be greater than 0 and at most 1", s))
+	}
+	if n := c.Reconcile.MaxChanges; n < 100 {
+		errs = append(errs, fmt.Errorf("reconcile.maxChanges %d: must be at least 100", n))
 	}
 	errs = append(errs, c.Findings.validate()...)
 	errs = append(errs, c.Alerting.Alertmanager.validate()...)

@@ -214,7 +214,7 @@ func TestBlame(t *testing.T) {
 			if now == 0 {
 				now = 2 * time.Second
 			}
-			got := ch.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{"istiod-a": v}, tc.nacks, nil, t0.Add(now))
+			got := ch.evaluate(PropagationConfig{}.withDefaults(), map[string]IstiodView{"istiod-a": v}, latestNACKs(tc.nacks), nil, t0.Add(now))
 			if got.State != tc.want || got.Targeted != tc.targeted {
 				t.Errorf("state %s targeted %d, want %s targeted %d", got.State, got.Targeted, tc.want, tc.targeted)
 			}

@@ -33,7 +33,14 @@
 // are held responsible only for NACKs that name them, and never for a silent proxy.
 //
 // Times are compared, never push counters, because a restarted istiod starts its counter
-// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
+// again. istiod's times are on istiod's clock and a change's on meshdrift's: each istiod's
+// offset is bounded from its reads (clock.go), the change is placed on istiod's clock
+// with it, and the window is widened by the bounds' error (at most 500 ms, so that an
+// unrelated push just before a change does not count). A proxy whose only push in the
+// window may predate the change (before it as the estimate places it, or the bounds too
+// wide) does not make the change propagated for 5 s, as its own push may be yet to come.
+// Objects found by a list carry the API server's one-second managedFields time, compared
+// with istiod's as it is. Proxies that connect later are pushed in full and so count as targeted; a proxy
 // that disconnects vanishes from istiod's view and is not counted. While any istiod is
 // unreachable, or shows meshdrift fewer proxies than are connected to it (a restricted
 // view: debug-endpoint authorization hides other namespaces' proxies without an error),

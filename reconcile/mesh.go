@@ -17,7 +17,18 @@ type IstiodView struct {
 	// transport reports it (xDS), else "".
 	PushVersion string
 	Proxies     []ProxyStatus
-	ObservedAt  time.Time
+	// ObservedAt is when meshdrift had the answer (its clock).
+	ObservedAt time.Time
+	// ReadStartedAt is when meshdrift sent the request that ObservedAt answers (its
+	// clock), zero when unknown; ServerDate is the answer's HTTP Date header (istiod's
+	// clock, one-second resolution), zero over xDS. Both bound ClockOffset.
+	ReadStartedAt time.Time
+	ServerDate    time.Time
+	// ClockOffset bounds how far this istiod's clock is ahead of meshdrift's, from every
+	// read so far; the store fills it in. ClockProblem is set when the offset is beyond
+	// what the verdicts tolerate (MaxClockOffset).
+	ClockOffset  ClockOffset
+	ClockProblem string
 	// Signals is the latest read of istiod's own metrics, nil when it has none (no
 	// monitoring address known, or not read yet).
 	Signals *IstiodSignals

@@ -63,7 +63,12 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	store := reconcile.NewStore(reconcile.PropagationConfig{Grace: cfg.Reconcile.StaleGrace.D()}, latency)
+	store := reconcile.NewStore(reconcile.PropagationConfig{
+		Grace: cfg.Reconcile.StaleGrace.D(),
+		// Changes in a final state are looked at again as often as istiod is read normally.
+		Recheck:    cfg.Istio.PollInterval.D(),
+		MaxChanges: cfg.Reconcile.MaxChanges,
+	}, latency)
 	if err := reg.Register(metrics.NewCollector(store)); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
@@ -315,9 +320,17 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 }
 
 // evaluate recomputes propagation whenever an observation arrives and at least every
-// second (grace periods expire without any event); while a change is unresolved istiod
-// is read faster, so that a propagated change is seen within a fraction of a second.
+// second (grace periods expire without any event). While a change is in flight istiod is
+// read at the fast interval, so that its propagation is seen within a fraction of a
+// second, for no more than the configured share of the time (reconcile.PollPacer).
 func (a *app) evaluate(ctx context.Context) error {
+	pacer, err := reconcile.NewPollPacer(reconcile.FastPollConfig{
+		Interval: a.cfg.Reconcile.FastPoll.Interval.D(),
+		MaxShare: a.cfg.Reconcile.FastPoll.MaxShare,
+	})
+	if err != nil {
+		return fmt.Errorf("fast polling: %w", err)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	fast := false
@@ -329,16 +342,24 @@ func (a *app) evaluate(ctx context.Context) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		unresolved := a.store.Evaluate(now)
+		a.store.Evaluate(now)
 		a.evaluateFindings(now)
-		if a.reader != nil && unresolved != fast {
-			fast = unresolved
+		if a.reader == nil {
+			continue
+		}
+		inFlight, started := a.store.InFlight()
+		f := pacer.Fast(now, inFlight)
+		if f != fast {
+			fast = f
 			if fast {
-				a.reader.SetInterval(250 * time.Millisecond)
-				a.reader.Poke()
+				a.reader.SetInterval(pacer.Interval())
 			} else {
-				a.reader.SetInterval(a.cfg.Istio.PollInterval.D())
+				a.reader.SetInterval(0) // the configured interval
 			}
+		}
+		if fast && started {
+			// A read now, before istiod's debounce ends, brackets the change's push.
+			a.reader.Poke()
 		}
 	}
 }
