@@ -429,9 +429,10 @@ func restrictionDetail(r reconcile.ViewRestriction) string {
 }
 
 // clockProblem says whether istiod's clock is off from meshdrift's by more than the
-// verdicts tolerate, as the store judges it from its reads. IstiodView does not carry that
-// verdict yet; when it does, this is the one place to read it.
-func clockProblem(reconcile.IstiodView) (evidence string, tooLarge bool) { return "", false }
+// verdicts tolerate, as the store judges it from its reads (reconcile/clock.go).
+func clockProblem(v reconcile.IstiodView) (evidence string, tooLarge bool) {
+	return v.ClockProblem, v.ClockProblem != ""
+}
 
 // Source names as the adapters report them.
 const (
