@@ -380,6 +380,9 @@ func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manage
 		Deleted:         deleted,
 		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
+	if !deleted {
+		change.SpecWrites = specWrites(u.GetManagedFields())
+	}
 	if live {
 		// The initial list is not counted: every restart would count every object again.
 		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()
