@@ -30,6 +30,7 @@ func TestBadConfigs(t *testing.T) {
 		"findings-code.bad.yml":                   "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
 		"findings-empty-rule.bad.yml":             "findings.ignore[0]: set at least one of code, namespace, app",
 		"findings-resolve.bad.yml":                "findings.resolveAfter 0s: must be positive",
+		"istio-revisions.bad.yml":                 `istio.revisions: 1 given for 2 addresses; give one per address, in the same order`,
 		"findings-managers.bad.yml":               `findings.allowedManagers[1] "helm-controller": a GitOps controller, always allowed`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")

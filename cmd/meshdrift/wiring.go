@@ -201,7 +201,10 @@ func (a *app) snapshot() reconcile.Snapshot {
 	if a.objects != nil {
 		snap.Objects = a.objects.List()
 	}
-	if a.namespaces != nil {
+	// Static addresses without revisions all read as the default revision: comparing
+	// namespaces with that would report every canary namespace.
+	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
+	if a.namespaces != nil && revisionsKnown {
 		snap.Namespaces = a.namespaces.List()
 	}
 	return snap
@@ -292,6 +295,9 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 			t := istio.Target{Addr: addr}
 			if i < len(c.MonitoringAddresses) {
 				t.MonitoringAddr = c.MonitoringAddresses[i]
+			}
+			if i < len(c.Revisions) {
+				t.Revision = c.Revisions[i]
 			}
 			ts = append(ts, t)
 		}
