@@ -186,7 +186,7 @@ var catalog = []Entry{
 	{
 		Code: CodeProxyVersionDrift, Name: "ProxyVersionDrift", Severity: SeverityInfo, For: 10 * time.Minute,
 		Summary:     "proxy {proxy} runs Istio {detail}",
-		Description: "The proxy's Istio version differs from the version of the istiod it is connected to, as both report it over xDS. A skew within Istio's supported range works, but a proxy left on an old version misses fixes and is the usual cause of MD0305 after an upgrade.",
+		Description: "The proxy's Istio version differs from the version of the istiod it is connected to, as both report it over xDS, compared by the numeric parts both carry (a `1.31-dev` build matches `1.31.0`). A skew within Istio's supported range works, but a proxy left on an old version misses fixes and is the usual cause of MD0305 after an upgrade.",
 		Remedy:      "Restart the proxy's workload so that it is injected with the current proxy image (`kubectl rollout restart`).",
 	},
 	{

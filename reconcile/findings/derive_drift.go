@@ -3,6 +3,7 @@ package findings
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,7 +160,7 @@ func (d *deriver) revisions(snap reconcile.Snapshot) {
 	byNS := map[string]*drift{}
 	for _, v := range snap.Istiods {
 		for _, px := range v.Proxies {
-			if px.IstioVersion != "" && px.ControlPlaneVersion != "" && px.IstioVersion != px.ControlPlaneVersion {
+			if versionsDiffer(px.IstioVersion, px.ControlPlaneVersion) {
 				d.add(Problem{Code: CodeProxyVersionDrift, Subject: Subject{Proxy: px.ID},
 					Detail:   fmt.Sprintf("%s, its istiod %s runs %s", px.IstioVersion, v.Istiod, px.ControlPlaneVersion),
 					StartsAt: v.ObservedAt})
@@ -201,4 +202,47 @@ func proxyNamespace(id string) string {
 		return ""
 	}
 	return id[i+1:]
+}
+
+// versionsDiffer compares two Istio versions by the numeric parts both carry: "1.24.0"
+// and "1.24.1" differ, "1.31-dev" (a build without a patch number) and "1.31.0" do not.
+// Versions that are not numeric ("master") must be equal. An unknown version differs
+// from nothing.
+func versionsDiffer(a, b string) bool {
+	if a == "" || b == "" || a == b {
+		return false
+	}
+	na, okA := versionNumbers(a)
+	nb, okB := versionNumbers(b)
+	if !okA || !okB {
+		return true
+	}
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// versionNumbers parses the leading "major.minor[.patch]" of a version, ignoring a "v"
+// prefix and any "-suffix" or "+build"; false without at least major and minor.
+func versionNumbers(v string) ([]int, bool) {
+	v = strings.TrimPrefix(v, "v")
+	if i := strings.IndexAny(v, "-+"); i >= 0 {
+		v = v[:i]
+	}
+	parts := strings.Split(v, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return nil, false
+	}
+	out := make([]int, 0, len(parts))
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
 }

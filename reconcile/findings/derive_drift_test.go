@@ -181,3 +181,24 @@ allowedManagers[4] "kustomize-controller": a GitOps controller, always allowed`
 		t.Errorf("Validate() = %v, want\n%s", err, want)
 	}
 }
+
+func TestVersionsDiffer(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"1.24.0", "1.24.0", false},
+		{"1.24.1", "1.24.0", true},
+		{"1.23.2", "1.24.0", true},
+		{"1.31.0", "1.31-dev", false},
+		{"1.30.2", "1.31-dev", true},
+		{"v1.24.0", "1.24.0+build.5", false},
+		{"master", "1.24.0", true},
+		{"master", "master", false},
+		{"", "1.24.0", false},
+	} {
+		if got := versionsDiffer(tc.a, tc.b); got != tc.want {
+			t.Errorf("versionsDiffer(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
