@@ -9,7 +9,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/internal/testbed"
+	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
 	"github.com/meshdrift/meshdrift/reconcile"
 	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
@@ -119,4 +121,85 @@ func TestOutOfBandEditByFieldManager(t *testing.T) {
 		t.Errorf("starts at %s, before the edit at %s", got.StartsAt, editedAt)
 	}
 	t.Logf("%s: %s", got.Summary, got.Evidence)
+}
+
+// Two real istiods with different REVISION values and a proxy on each: a namespace
+// labelled for one revision has its proxy on the other reported (MD0701), in both
+// directions as the label moves; a proxy whose Istio version differs from its istiod's
+// build is MD0702.
+func TestRevisionDriftOnTwoIstiods(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ctx := context.Background()
+	canaryOpts := istiodOptions("istiod-canary")
+	canaryOpts.Revision = "canary"
+	canary, err := testbed.StartIstiod(ctx, bed.assets, bed.kube, canaryOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = canary.Stop() })
+	a := startMeshdriftWith(t, 30*time.Second, func(c *config.Config) {
+		c.Istio.Revisions = []string{bed.istiod.Revision, canary.Revision}
+		c.Findings.For = map[string]config.Duration{"MD0701": 0, "MD0702": 0}
+	}, bed.istiod, canary)
+	ns := newNamespace(t)
+	label := func(rev string) {
+		t.Helper()
+		obj := &unstructured.Unstructured{}
+		obj.SetAPIVersion("v1")
+		obj.SetKind("Namespace")
+		obj.SetName(ns)
+		if _, err := bed.kube.MergePatch(ctx, "kubectl-label", obj, []byte(`{"metadata":{"labels":{"istio.io/rev":"`+rev+`"}}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	label("canary")
+	onDefault := startProxy(t, bed.istiod, "web-default", ns, xdsproxy.ModeACK)
+	onCanary := startProxy(t, canary, "web-canary", ns, xdsproxy.ModeACK)
+	nsRef := reconcile.ObjectRef{Kind: "Namespace", Name: ns}
+
+	drift := func(wantDetail, wantProxy, otherProxy string) {
+		t.Helper()
+		var last findings.Finding
+		eventuallyCmd(t, 20*time.Second, "MD0701 "+wantDetail, func() (bool, string) {
+			fs := findingsAbout(a, findings.CodeNamespaceRevisionDrift, nsRef)
+			if len(fs) != 1 {
+				return false, fmt.Sprintf("%d findings", len(fs))
+			}
+			last = fs[0]
+			return last.State == findings.StateFiring && strings.Contains(last.Summary, wantDetail), last.Summary
+		})
+		if !strings.Contains(last.Evidence, wantProxy) || strings.Contains(last.Evidence, otherProxy) {
+			t.Errorf("evidence %q: want %s, not %s", last.Evidence, wantProxy, otherProxy)
+		}
+		t.Logf("%s: %s", last.Summary, last.Evidence)
+	}
+	drift("selects canary, 1 proxy on "+bed.istiod.Revision, onDefault.Name(), onCanary.Name())
+	label(bed.istiod.Revision)
+	drift("selects "+bed.istiod.Revision+", 1 proxy on canary", onCanary.Name(), onDefault.Name())
+
+	// A proxy left on an older Istio than its istiod's build.
+	old := xdsproxy.New(xdsproxy.Config{Addr: canary.GRPCAddr, PodName: "legacy-1", Namespace: ns, IP: "10.1.0.99",
+		Labels: map[string]string{"app": "legacy"}, Mode: xdsproxy.ModeACK, IstioVersion: "1.20.1"})
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := old.Start(startCtx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.Close() })
+	eventuallyCmd(t, 20*time.Second, "MD0702 for the old proxy", func() (bool, string) {
+		var states []string
+		for _, f := range a.engine.Findings() {
+			if f.Code == findings.CodeProxyVersionDrift {
+				states = append(states, f.Subject.Proxy+" "+string(f.State)+": "+f.Summary)
+				if f.Subject.Proxy == onDefault.Name() || f.Subject.Proxy == onCanary.Name() {
+					t.Fatalf("proxy on its istiod's version reported: %s", f.Summary)
+				}
+				if f.Subject.Proxy == old.Name() && f.State == findings.StateFiring && strings.Contains(f.Summary, "runs Istio 1.20.1") {
+					t.Log(f.Summary)
+					return true, ""
+				}
+			}
+		}
+		return false, strings.Join(states, "; ")
+	})
 }

@@ -179,7 +179,7 @@ var catalog = []Entry{
 	},
 	{
 		Code: CodeNamespaceRevisionDrift, Name: "NamespaceRevisionDrift", Severity: SeverityWarning, For: 10 * time.Minute,
-		Summary:     "proxies in namespace {object} run on another istiod revision than the namespace selects: {detail}",
+		Summary:     "proxies in {object} run on another istiod revision than the namespace selects: {detail}",
 		Description: "The namespace's `istio.io/rev` label (or `istio-injection=enabled`, which selects the `default` revision) names one control-plane revision, but istiod's views show proxies of the namespace connected to an istiod of another revision: pods injected before the label changed (a canary upgrade whose workloads were never restarted), or a label nobody meant. Pods whose own `istio.io/rev` label overrides the namespace's, and revision tags, are not resolved yet: suppress such namespaces with `findings.ignore`. `istioctl analyze` has no live counterpart (IST0143 and IST0144 check labels, not connected proxies).",
 		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that they are injected by the selected revision, or fix the namespace label.",
 	},

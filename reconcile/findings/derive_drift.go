@@ -190,7 +190,7 @@ func (d *deriver) revisions(snap reconcile.Snapshot) {
 		slices.Sort(dr.revs)
 		d.add(Problem{Code: CodeNamespaceRevisionDrift,
 			Subject:  Subject{Object: reconcile.ObjectRef{Kind: "Namespace", Name: ns}},
-			Detail:   fmt.Sprintf("selects %s, %d proxies on %s", selected[ns], len(dr.proxies), strings.Join(dr.revs, ", ")),
+			Detail:   fmt.Sprintf("selects %s, %s on %s", selected[ns], proxies(len(dr.proxies)), strings.Join(dr.revs, ", ")),
 			Evidence: listed(dr.proxies)})
 	}
 }
@@ -245,4 +245,12 @@ func versionNumbers(v string) ([]int, bool) {
 		out = append(out, n)
 	}
 	return out, true
+}
+
+// proxies: "1 proxy", "3 proxies".
+func proxies(n int) string {
+	if n == 1 {
+		return "1 proxy"
+	}
+	return strconv.Itoa(n) + " proxies"
 }

@@ -136,9 +136,9 @@ func TestDeriveDrift(t *testing.T) {
 			},
 			want: []Problem{
 				{Code: CodeNamespaceRevisionDrift, Subject: Subject{Object: reconcile.ObjectRef{Kind: "Namespace", Name: "legacy"}},
-					Detail: "selects default, 1 proxies on canary", Evidence: "web-1.legacy on canary"},
+					Detail: "selects default, 1 proxy on canary", Evidence: "web-1.legacy on canary"},
 				{Code: CodeNamespaceRevisionDrift, Subject: Subject{Object: reconcile.ObjectRef{Kind: "Namespace", Name: "shop"}},
-					Detail: "selects canary, 1 proxies on default", Evidence: "ratings-1.shop on default"},
+					Detail: "selects canary, 1 proxy on default", Evidence: "ratings-1.shop on default"},
 				{Code: CodeProxyVersionDrift, Subject: Subject{Proxy: "ratings-1.shop"},
 					Detail: "1.23.2, its istiod istiod-0 runs 1.24.0", StartsAt: t0},
 			},
