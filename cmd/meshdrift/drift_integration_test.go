@@ -203,3 +203,52 @@ func TestRevisionDriftOnTwoIstiods(t *testing.T) {
 		return false, strings.Join(states, "; ")
 	})
 }
+
+// A VirtualService applied by hand is an orphan (MD0802) once the GitOps sources are
+// read; one applied by the real kustomize-controller from a Flux Kustomization is not.
+func TestOrphanMeshObject(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ctx := context.Background()
+	a := startMeshdriftWith(t, 30*time.Second, func(c *config.Config) {
+		c.Findings.For = map[string]config.Duration{"MD0802": 0}
+	}, bed.istiod)
+	ns := newNamespace(t)
+	art, err := bed.flux.Artifacts.Publish(ns, "main@sha1:"+strings.Repeat("3", 40), map[string]string{"vs.yaml": fmt.Sprintf(vsTemplate, ns, "owned", "5s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bed.flux.SetGitRepository(ctx, ns, "repo", art); err != nil {
+		t.Fatal(err)
+	}
+	if err := bed.flux.ApplyKustomization(ctx, ns, "apps", "repo", "./", false); err != nil {
+		t.Fatal(err)
+	}
+	applyVS(t, ns, "handmade", "5s")
+	owned := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: "owned"}
+	handmade := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: "handmade"}
+	eventuallyCmd(t, 60*time.Second, "flux applies the owned VirtualService", func() (bool, string) {
+		for _, o := range a.snapshot().Objects {
+			if o.Ref == owned {
+				return o.Manager == "kustomize-controller", o.Manager
+			}
+		}
+		return false, "not seen\n" + bed.flux.LogTail(5)
+	})
+	eventuallyCmd(t, 20*time.Second, "MD0802 for the handmade VirtualService", func() (bool, string) {
+		fs := findingsAbout(a, findings.CodeOrphanObject, handmade)
+		if len(fs) != 1 {
+			var srcs []string
+			for _, s := range a.store.Snapshot().Sources {
+				srcs = append(srcs, fmt.Sprintf("%s up=%v notInstalled=%v", s.Name, s.Up, s.NotInstalled))
+			}
+			return false, fmt.Sprintf("%d findings; sources %v", len(fs), srcs)
+		}
+		return fs[0].State == findings.StateFiring, string(fs[0].State)
+	})
+	for range 3 {
+		time.Sleep(time.Second)
+		if got := findingsAbout(a, findings.CodeOrphanObject, owned); len(got) > 0 {
+			t.Fatalf("the Flux-owned VirtualService is reported orphaned: %+v", got)
+		}
+	}
+}
