@@ -11,8 +11,8 @@ import (
 // docs/findings.md (`go generate ./reconcile/findings`).
 //
 // Numbering: MD01xx GitOps apps, MD02xx propagation of mesh changes, MD03xx istiod and
-// proxies, MD04xx meshdrift's sources. MD05xx to MD08xx are reserved for the semantic
-// checks. A code is never renumbered and a retired code is never reused, even for a
+// proxies, MD04xx meshdrift's sources. MD05xx to MD08xx are the semantic checks: MD07xx
+// control-plane revision drift, MD08xx out-of-band edits and orphans (derive_drift.go). A code is never renumbered and a retired code is never reused, even for a
 // similar problem: codes are alert labels, silences and doc anchors people keep. To retire
 // one, set Retired and leave its entry here.
 
