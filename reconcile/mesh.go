@@ -92,6 +92,12 @@ type MeshChange struct {
 	// annotations (Argo CD tracking, Flux kustomize labels), zero when none.
 	GitOpsOwner AppKey
 	Deleted     bool
+	// Baseline is set for an object the mesh watcher found in its first list of the kind
+	// and last written before meshdrift started: state meshdrift found, not a change it
+	// saw happen (see isBaseline and settledAtStart).
+	Baseline bool
+	// Reach is what the object's spec says about the proxies and resources it can affect.
+	Reach Reach
 	// Ignore is the raw value of the object's AnnotationIgnore annotation, "" when absent.
 	Ignore string
 	// SpecWrites are the object's managedFields entries that own spec fields, latest

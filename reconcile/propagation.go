@@ -74,6 +74,10 @@ type ProxyOutcome struct {
 	Istiod string           `json:"istiod"`
 	State  PropagationState `json:"state"`
 	Error  string           `json:"error,omitempty"`
+	// Named is set when the proxy's error text names a resource the object produces (a
+	// cluster or virtual host of its hosts, a route configuration or listener of its
+	// ports).
+	Named bool `json:"named,omitempty"`
 }
 
 // Propagation is the outcome of one mesh object change.
@@ -88,6 +92,11 @@ type Propagation struct {
 	Pending  int           `json:"pending"`
 	// Proxies lists the targeted proxies that have not ACKed.
 	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+	// Concurrent lists proxy NACKs seen since the change that it cannot have caused (a
+	// type its kind does not write, a proxy out of its reach, a text naming only other
+	// objects), and for an object that had settled before meshdrift started the proxies'
+	// own errors and silence: shown, never counted against the change.
+	Concurrent []ProxyOutcome `json:"concurrent,omitempty"`
 	// Unreachable lists istiods that could not be read.
 	Unreachable []string `json:"unreachable,omitempty"`
 	// Restricted lists istiods whose view is partial (see IstiodView.Restriction): what
@@ -104,6 +113,9 @@ type trackedChange struct {
 	firstPush map[proxyKey]time.Time
 	result    Propagation
 	resolved  bool
+	// settled is set for a baseline change written at least the grace period before
+	// meshdrift started (settledAtStart).
+	settled bool
 }
 
 // proxyKey names a proxy on one istiod.
@@ -116,13 +128,16 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	p := Propagation{Change: c}
 	pushedSince := false
 	var latest time.Time
-	var nacked map[proxyKey]string
+	// Which outcomes the change can explain: blame.go.
+	b := newBlame(c, tc.settled)
+	var nacked map[proxyKey][]NACKEvent
 	for _, n := range nacks {
 		if !n.At.Before(from) {
 			if nacked == nil {
-				nacked = map[proxyKey]string{}
+				nacked = map[proxyKey][]NACKEvent{}
 			}
-			nacked[proxyKey{n.Istiod, n.Proxy}] = n.Error
+			k := proxyKey{n.Istiod, n.Proxy}
+			nacked[k] = append(nacked[k], n)
 		}
 	}
 	names := make([]string, 0, len(views))
@@ -148,10 +163,13 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(c.ObservedAt)))) || now.Sub(c.ObservedAt) >= cfg.Grace
 		targetedHere := false
 		for _, px := range v.Proxies {
-			state, errText, first, targeted := proxyOutcome(px, from)
 			key := proxyKey{name, px.ID}
-			if e, ok := nacked[key]; ok {
-				state, errText, targeted = PropagationNACKed, e, true
+			att := b.attribute(name, px, nacked[key], from)
+			p.Concurrent = append(p.Concurrent, att.concurrent...)
+			pushedSince = pushedSince || att.pushed
+			state, errText, first, targeted := proxyOutcome(att.own, from)
+			if att.streamed != "" {
+				state, errText, targeted = PropagationNACKed, att.streamed, true
 			}
 			if !targeted {
 				continue
@@ -174,7 +192,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 				}
 			case PropagationNACKed:
 				p.NACKed++
-				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: state, Error: errText})
+				p.Proxies = append(p.Proxies, b.outcome(name, px.ID, state, errText))
 			default:
 				p.Pending++
 				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
@@ -267,6 +285,9 @@ type Rollup struct {
 	Latency time.Duration  `json:"latency,omitempty"`
 	Since   time.Time      `json:"since"`
 	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+	// Concurrent are the NACKs seen while the app's changes propagated that none of them
+	// can have caused, once each.
+	Concurrent []ProxyOutcome `json:"concurrent,omitempty"`
 }
 
 // Summary is the one-line form: "flux/Kustomization/apps/payments revision abc applied
@@ -331,6 +352,13 @@ func rollup(app App, props []Propagation) Rollup {
 				a.pending = true
 			}
 			r.Proxies = append(r.Proxies, o)
+		}
+		for _, o := range p.Concurrent {
+			if !slices.ContainsFunc(r.Concurrent, func(x ProxyOutcome) bool {
+				return x.Istiod == o.Istiod && x.Proxy == o.Proxy && x.State == o.State && x.Error == o.Error
+			}) {
+				r.Concurrent = append(r.Concurrent, o)
+			}
 		}
 		if acked > r.ACKed {
 			r.ACKed = acked

@@ -115,7 +115,8 @@ func (s *Store) ObserveMeshChange(c MeshChange) {
 		s.mu.Unlock()
 		return
 	}
-	s.changes[c.Ref] = &trackedChange{change: c, result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
+	s.changes[c.Ref] = &trackedChange{change: c, settled: settledAtStart(c, s.started, s.cfg.Grace),
+		result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
 	s.mu.Unlock()
 	s.notify()
 }
@@ -153,7 +154,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 			next.Since = prev.Since
 		} else {
 			next.Since = now
-			transitions = append(transitions, transition{prev, next, tc.change.ObservedAt.Before(s.started)})
+			transitions = append(transitions, transition{prev, next, isBaseline(tc.change)})
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
