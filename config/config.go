@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -92,6 +93,11 @@ type IstioConfig struct {
 	// MonitoringAddresses are the same istiods' monitoring ports (15014), in the same
 	// order, for istiod's own metrics (rejected configs, conflicts); optional.
 	MonitoringAddresses []string `json:"monitoringAddresses,omitempty"`
+	// Revisions are the same istiods' control-plane revisions (their istio.io/rev
+	// label), in the same order; optional. Pod discovery reads them from the pods; with
+	// addresses and no revisions, the revision checks (MD0701) are off, since every
+	// address would read as the default revision.
+	Revisions []string `json:"revisions,omitempty"`
 	// Transport: "xds-tls" (15012, Istio root CA + istio-ca token), "xds-plaintext" (15010)
 	// or "http" (15014 /debug/syncz with a bearer token).
 	Transport    string   `json:"transport"`
@@ -291,6 +297,14 @@ func (c Config) Validate() error {
 		}
 		if n := len(i.MonitoringAddresses); n > 0 && n != len(i.Addresses) {
 			errs = append(errs, fmt.Errorf("istio.monitoringAddresses: %d given for %d addresses; give one per address, in the same order", n, len(i.Addresses)))
+		}
+		if n := len(i.Revisions); n > 0 && n != len(i.Addresses) {
+			errs = append(errs, fmt.Errorf("istio.revisions: %d given for %d addresses; give one per address, in the same order", n, len(i.Addresses)))
+		}
+		for _, r := range i.Revisions {
+			if msgs := validation.IsValidLabelValue(r); r == "" || len(msgs) > 0 {
+				errs = append(errs, fmt.Errorf("istio.revisions %q: must be a non-empty label value (istio.io/rev)", r))
+			}
 		}
 		for _, a := range i.MonitoringAddresses {
 			if _, _, err := net.SplitHostPort(a); err != nil {

@@ -33,6 +33,8 @@ func TestBadConfigs(t *testing.T) {
 		"fast-poll-interval.bad.yml":              "reconcile.fastPoll.interval 10ms: must be at least 100ms",
 		"fast-poll-share.bad.yml":                 "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
 		"max-changes.bad.yml":                     "reconcile.maxChanges 10: must be at least 100",
+		"istio-revisions.bad.yml":                 `istio.revisions: 1 given for 2 addresses; give one per address, in the same order`,
+		"findings-managers.bad.yml":               `findings.allowedManagers[1] "helm-controller": a GitOps controller, always allowed`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {

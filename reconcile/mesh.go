@@ -111,6 +111,28 @@ type MeshChange struct {
 	Reach Reach
 	// Ignore is the raw value of the object's AnnotationIgnore annotation, "" when absent.
 	Ignore string
+	// SpecWrites are the object's managedFields entries that own spec fields, latest
+	// first, at most MaxSpecWrites: who else wrote the spec besides its GitOps owner.
+	SpecWrites []SpecWrite
+}
+
+// MaxSpecWrites bounds MeshChange.SpecWrites, and MaxSpecFields each entry's Fields: a
+// few managers write an object in practice, and the top-level spec fields name the edit.
+const (
+	MaxSpecWrites = 8
+	MaxSpecFields = 8
+)
+
+// SpecWrite is one managedFields entry that owns spec fields.
+type SpecWrite struct {
+	Manager string
+	// Operation is "Apply" (server-side apply) or "Update" (create, update, patch, edit).
+	Operation string
+	// At is the entry's time (one-second resolution), zero when absent.
+	At time.Time
+	// Fields are the top-level spec fields the entry owns ("spec.http"), sorted, at most
+	// MaxSpecFields.
+	Fields []string
 }
 
 // MeshSink receives mesh object changes.

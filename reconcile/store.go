@@ -330,6 +330,13 @@ type Snapshot struct {
 	Changes []Propagation
 	// Propagation rolls Changes up per GitOps app and revision.
 	Propagation []Rollup
+	// Objects is every mesh object that exists (its latest change), sorted by Ref, when
+	// the caller fills it from a MeshObjects; nil otherwise. Changes drop out after
+	// Retention, Objects stay while the object exists.
+	Objects []MeshChange
+	// Namespaces are the namespaces with their labels, when the caller fills them from a
+	// namespace lister; nil otherwise.
+	Namespaces []Namespace
 }
 
 // Snapshot returns everything sorted by key.

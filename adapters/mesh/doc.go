@@ -20,6 +20,11 @@
 // stays exact when two writes fall in the same second. Deletions have no Manager: no
 // object records who deleted it.
 //
+// Who else wrote its spec (SpecWrites): every managedFields entry that owns spec fields
+// (status subresource entries left out), latest first, with its operation, time and
+// top-level spec fields, bounded by reconcile.MaxSpecWrites and MaxSpecFields. The
+// out-of-band edit check (MD0801) compares them with the owning app's last apply.
+//
 // Which app tracks it (GitOpsOwner): Argo CD's tracking-id annotation (when it names the
 // object itself), Flux's kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io name and
 // namespace labels, or Argo CD's app.kubernetes.io/instance label. Argo CD names an
@@ -44,6 +49,9 @@
 // ports the object names (which Envoy's error texts name), whether a selector or
 // targetRef narrows it to some workloads, and whether it sits in Istio's root namespace
 // (Config.RootNamespace). A spec field of an unexpected shape is skipped.
+//
+// Namespaces lists namespaces' names and labels through a metadata-only informer, for
+// the revision checks (MD0701); it never reads full Namespace objects.
 //
 // Failures: a discovery or watch failure makes the "mesh" source down
 // (reconcile.SourceStatus with the error), and it comes up again when every watch is

@@ -408,6 +408,9 @@ func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, 
 		Reach:           reachOf(gk, u.GetNamespace(), u.Object, w.cfg.RootNamespace),
 		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
+	if !deleted {
+		change.SpecWrites = specWrites(u.GetManagedFields())
+	}
 	if live {
 		// The initial list is not counted: every restart would count every object again.
 		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()

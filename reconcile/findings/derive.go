@@ -75,6 +75,9 @@ func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
 	d.changes(snap, owners, explained)
 	d.istiods(snap, explained, increases)
 	d.sources(snap)
+	d.outOfBand(snap, owners, cfg.AllowedManagers)
+	d.orphans(snap, owners)
+	d.revisions(snap)
 	slices.SortFunc(d.out.Problems, compareProblems)
 	return d.out
 }
