@@ -251,6 +251,10 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		p.State = PropagationNACKed
 	case len(down) > 0 || len(p.Restricted) > 0:
 		p.State = PropagationUnknown
+	case len(views) == 0 && age >= cfg.Grace:
+		// No istiod has been read yet (meshdrift just started, or check has not read it):
+		// nothing says the change was not pushed.
+		p.State = PropagationUnknown
 	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < min(cfg.Grace, ambiguousHold)):
 		p.State = PropagationPropagated
 		if lat := latest.Sub(c.ObservedAt); lat > 0 {

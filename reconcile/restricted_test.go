@@ -123,3 +123,17 @@ func TestRestrictedViewIsNeverPropagated(t *testing.T) {
 		t.Fatalf("with the full view: %s restricted %v", got.State, got.Restricted)
 	}
 }
+
+// Before any istiod has been read (meshdrift just started, or `check` evaluated before its
+// read), a change past its grace is Unknown: nothing says istiod did not push it.
+func TestNoIstiodReadYetIsNotNotPushed(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	tc := &trackedChange{change: MeshChange{Ref: ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: "shop", Name: "reviews"}, ObservedAt: t0}}
+	cfg := PropagationConfig{Grace: 5 * time.Second}.withDefaults()
+	if got := tc.evaluate(cfg, nil, nil, nil, t0.Add(time.Second)).State; got != PropagationPending {
+		t.Errorf("within the grace: %s, want Pending", got)
+	}
+	if got := tc.evaluate(cfg, nil, nil, nil, t0.Add(time.Minute)).State; got != PropagationUnknown {
+		t.Errorf("past the grace with no istiod read: %s, want Unknown", got)
+	}
+}
