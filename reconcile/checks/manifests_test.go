@@ -24,7 +24,7 @@ func TestParseManifests(t *testing.T) {
 
 	for in, want := range map[string]string{
 		"apiVersion: v1\nkind: Service\n---\n\nfoo: [\n":  "f.yaml:5: ",
-		"---\nmetadata: {name: x}\n":                       "f.yaml:2: not a Kubernetes object (apiVersion and kind are required)",
+		"---\nmetadata: {name: x}\n":                      "f.yaml:2: not a Kubernetes object (apiVersion and kind are required)",
 		"apiVersion: v1\nkind: ServiceList\nitems: [1]\n": "f.yaml:1: ",
 	} {
 		if _, err := ParseManifests("f.yaml", []byte(in)); err == nil || !strings.HasPrefix(err.Error(), want) {
