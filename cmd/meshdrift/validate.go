@@ -128,7 +128,8 @@ func validateManifests(paths []string, format string, stdin io.Reader, stdout, s
 }
 
 // readManifests reads a file, every .yaml/.yml/.json file under a directory (hidden
-// directories skipped), or stdin for "-".
+// directories skipped; a directory with a kustomization is rendered with kustomize), or
+// stdin for "-".
 func readManifests(path string, stdin io.Reader) ([]checks.Manifest, error) {
 	if path == "-" {
 		data, err := readLimited(stdin)
@@ -153,9 +154,16 @@ func readManifests(path string, stdin io.Reader) ([]checks.Manifest, error) {
 			if p != path && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
-			for _, k := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+			for _, k := range kustomizationFiles {
 				if _, err := os.Stat(filepath.Join(p, k)); err == nil {
-					return fmt.Errorf("%s is a kustomize directory: rendering it is not supported yet; run `kustomize build %s | meshdrift validate -`", p, p)
+					// A kustomize directory is validated as rendered, never file by file:
+					// its patches are not objects.
+					ms, err := renderKustomization(p)
+					out = append(out, ms...)
+					if err != nil {
+						return err
+					}
+					return filepath.SkipDir
 				}
 			}
 			return nil

@@ -25,6 +25,10 @@ func TestValidateManifests(t *testing.T) {
 		{name: "good files and directory", args: []string{"testdata/validate/good/reviews.yaml", "testdata/validate/good/payments"}, code: exitOK, err: skippedNote},
 		{name: "bad directory", args: []string{"testdata/validate/bad"}, code: exitProblem, out: badLines, err: skippedNote},
 		{name: "one bad file", args: []string{"testdata/validate/bad/mtls.yaml"}, code: exitProblem, out: strings.SplitAfter(badLines, "\n")[0], err: skippedNote},
+		{name: "kustomize base", args: []string{"testdata/validate/kustomize/base"}, code: exitOK, err: skippedNote},
+		// The overlay's patch breaks the route: checked as kustomize renders it.
+		{name: "kustomize overlay", args: []string{"testdata/validate/kustomize/prod"}, code: exitProblem, err: skippedNote,
+			out: "testdata/validate/kustomize/prod (kustomize build):13: MD0501 VirtualService bookinfo/reviews spec.http[0].route[0].destination.host: destination host \"reviews-canary\" matches no Service or ServiceEntry visible from namespace bookinfo\n"},
 		{name: "flags after paths", args: []string{"testdata/validate/good", "-o", "text"}, code: exitOK, err: skippedNote},
 		{name: "no arguments", args: nil, code: exitUsage, errContain: "give --config FILE or manifest paths"},
 		{name: "bad format", args: []string{"-o", "xml", "testdata/validate/good"}, code: exitUsage, errContain: `-o "xml": must be text, json or sarif`},
