@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -92,6 +93,11 @@ type IstioConfig struct {
 	// MonitoringAddresses are the same istiods' monitoring ports (15014), in the same
 	// order, for istiod's own metrics (rejected configs, conflicts); optional.
 	MonitoringAddresses []string `json:"monitoringAddresses,omitempty"`
+	// Revisions are the same istiods' control-plane revisions (their istio.io/rev
+	// label), in the same order; optional. Pod discovery reads them from the pods; with
+	// addresses and no revisions, the revision checks (MD0701) are off, since every
+	// address would read as the default revision.
+	Revisions []string `json:"revisions,omitempty"`
 	// Transport: "xds-tls" (15012, Istio root CA + istio-ca token), "xds-plaintext" (15010)
 	// or "http" (15014 /debug/syncz with a bearer token).
 	Transport    string   `json:"transport"`
@@ -108,7 +114,23 @@ type IstioConfig struct {
 type ReconcileConfig struct {
 	// StaleGrace is how long a proxy may leave a change un-ACKed before it is stale.
 	StaleGrace Duration `json:"staleGrace"`
+	// FastPoll is how istiod is read while a change is in flight.
+	FastPoll FastPollConfig `json:"fastPoll"`
+	// MaxChanges caps the mesh object changes held; beyond it the oldest propagated ones
+	// are dropped first.
+	MaxChanges int `json:"maxChanges"`
 }
+
+// FastPollConfig: while a change is pending within its grace, istiod is read every
+// Interval instead of istio.pollInterval, for at most MaxShare of the time (measured over
+// a minute), so that a mesh that never settles does not keep meshdrift and istiod busy.
+type FastPollConfig struct {
+	Interval Duration `json:"interval"`
+	MaxShare float64  `json:"maxShare"`
+}
+
+// MinFastPollInterval is the fastest istiod may be read (the reader's own floor).
+const MinFastPollInterval = 100 * time.Millisecond
 
 // AlertingConfig is where findings are delivered.
 type AlertingConfig struct {
@@ -186,8 +208,12 @@ func Default() Config {
 			Transport: TransportXDSTLS, TokenFile: "/var/run/secrets/tokens/istio-token",
 			CAFile: "/var/run/secrets/istio/root-cert.pem", PollInterval: Duration(10 * time.Second),
 		},
-		Reconcile: ReconcileConfig{StaleGrace: Duration(30 * time.Second)},
-		Findings:  defaultFindings(),
+		Reconcile: ReconcileConfig{
+			StaleGrace: Duration(30 * time.Second),
+			FastPoll:   FastPollConfig{Interval: Duration(250 * time.Millisecond), MaxShare: 0.5},
+			MaxChanges: 10000,
+		},
+		Findings: defaultFindings(),
 		Alerting: AlertingConfig{Events: EventsConfig{Enabled: true, ResendInterval: Duration(5 * time.Minute)}, Alertmanager: AlertmanagerConfig{
 			ResendInterval: Duration(time.Minute), Timeout: Duration(10 * time.Second),
 			QueueCapacity: 10000, RunbookURL: DefaultRunbookURL,
@@ -272,6 +298,14 @@ func (c Config) Validate() error {
 		if n := len(i.MonitoringAddresses); n > 0 && n != len(i.Addresses) {
 			errs = append(errs, fmt.Errorf("istio.monitoringAddresses: %d given for %d addresses; give one per address, in the same order", n, len(i.Addresses)))
 		}
+		if n := len(i.Revisions); n > 0 && n != len(i.Addresses) {
+			errs = append(errs, fmt.Errorf("istio.revisions: %d given for %d addresses; give one per address, in the same order", n, len(i.Addresses)))
+		}
+		for _, r := range i.Revisions {
+			if msgs := validation.IsValidLabelValue(r); r == "" || len(msgs) > 0 {
+				errs = append(errs, fmt.Errorf("istio.revisions %q: must be a non-empty label value (istio.io/rev)", r))
+			}
+		}
 		for _, a := range i.MonitoringAddresses {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				errs = append(errs, fmt.Errorf("istio.monitoringAddresses %q: %w", a, err))
@@ -286,6 +320,17 @@ func (c Config) Validate() error {
 	}
 	if c.Reconcile.StaleGrace.D() <= 0 {
 		errs = append(errs, fmt.Errorf("reconcile.staleGrace %s: must be positive", c.Reconcile.StaleGrace))
+	}
+	if f := c.Reconcile.FastPoll; f.Interval.D() < MinFastPollInterval {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.interval %s: must be at least %s", f.Interval, MinFastPollInterval))
+	} else if c.Istio.Enabled && f.Interval.D() > c.Istio.PollInterval.D() {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.interval %s: must not be longer than istio.pollInterval %s", f.Interval, c.Istio.PollInterval))
+	}
+	if s := c.Reconcile.FastPoll.MaxShare; !(s > 0 && s <= 1) {
+		errs = append(errs, fmt.Errorf("reconcile.fastPoll.maxShare %g: must be greater than 0 and at most 1", s))
+	}
+	if n := c.Reconcile.MaxChanges; n < 100 {
+		errs = append(errs, fmt.Errorf("reconcile.maxChanges %d: must be at least 100", n))
 	}
 	errs = append(errs, c.Findings.validate()...)
 	errs = append(errs, c.Alerting.Alertmanager.validate()...)

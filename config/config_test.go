@@ -30,6 +30,11 @@ func TestBadConfigs(t *testing.T) {
 		"findings-code.bad.yml":                   "findings.ignore[1]: code MD0999: not in the catalog (see docs/findings.md)",
 		"findings-empty-rule.bad.yml":             "findings.ignore[0]: set at least one of code, namespace, app",
 		"findings-resolve.bad.yml":                "findings.resolveAfter 0s: must be positive",
+		"fast-poll-interval.bad.yml":              "reconcile.fastPoll.interval 10ms: must be at least 100ms",
+		"fast-poll-share.bad.yml":                 "reconcile.fastPoll.maxShare 0: must be greater than 0 and at most 1",
+		"max-changes.bad.yml":                     "reconcile.maxChanges 10: must be at least 100",
+		"istio-revisions.bad.yml":                 `istio.revisions: 1 given for 2 addresses; give one per address, in the same order`,
+		"findings-managers.bad.yml":               `findings.allowedManagers[1] "helm-controller": a GitOps controller, always allowed`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -58,6 +63,9 @@ func TestGoodConfig(t *testing.T) {
 	}
 	if got := cfg.Reconcile.StaleGrace.D(); got != 45*time.Second {
 		t.Errorf("staleGrace = %s, want 45s", got)
+	}
+	if f := cfg.Reconcile.FastPoll; f.Interval.D() != 500*time.Millisecond || f.MaxShare != 0.25 || cfg.Reconcile.MaxChanges != 5000 {
+		t.Errorf("reconcile = %+v", cfg.Reconcile)
 	}
 	if cfg.Istio.Transport != TransportXDSPlaintext || cfg.Istio.Addresses[0] != "127.0.0.1:15010" {
 		t.Errorf("istio = %+v", cfg.Istio)
@@ -95,6 +103,9 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 	if cfg.Server.ListenAddress != Default().Server.ListenAddress {
 		t.Errorf("listenAddress = %q", cfg.Server.ListenAddress)
+	}
+	if f := cfg.Reconcile.FastPoll; f.Interval.D() != 250*time.Millisecond || f.MaxShare != 0.5 || cfg.Reconcile.MaxChanges != 10000 {
+		t.Errorf("reconcile defaults = %+v", cfg.Reconcile)
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile/findings"
@@ -24,6 +25,10 @@ type FindingsConfig struct {
 	For map[string]Duration `json:"for,omitempty"`
 	// Ignore suppresses findings; each rule matches when all of its set fields match.
 	Ignore []FindingsIgnoreRule `json:"ignore,omitempty"`
+	// AllowedManagers are field managers allowed to write GitOps-owned mesh objects
+	// besides the GitOps controllers (an operator, an autoscaler): their writes are not
+	// out-of-band edits (MD0801).
+	AllowedManagers []string `json:"allowedManagers,omitempty"`
 }
 
 // FindingsIgnoreRule suppresses matching findings. At least one field must be set.
@@ -51,6 +56,8 @@ func (f FindingsConfig) Engine() findings.Config {
 		KeepResolved: f.KeepResolved.D(),
 		MaxResolved:  f.MaxResolved,
 		SignalWindow: f.SignalWindow.D(),
+		// Cloned: the engine keeps the config for its whole life.
+		AllowedManagers: slices.Clone(f.AllowedManagers),
 	}
 	if len(f.For) > 0 {
 		c.For = make(map[findings.Code]time.Duration, len(f.For))

@@ -19,8 +19,28 @@
 //   - past Grace, proxies still pending are stale; and when istiod pushed nothing at all
 //     since T (no proxy targeted, no newer push version), the change was not pushed.
 //
+// Blame fits the change (blame.go): only the xDS types the object's kind writes count
+// (following istiod's per-generator push filters: a VirtualService writes clusters,
+// listeners and routes, a DestinationRule clusters and endpoints, an AuthorizationPolicy
+// listeners, ...; an unknown kind every type), only on proxies within the object's reach
+// (its namespace and exportTo, Istio's root namespace for mesh-wide policies, sidecars or
+// gateways as the kind and a VirtualService's gateways say, a route's parents), and a
+// NACK whose text names only other objects' resources (a cluster or virtual host of other
+// hosts) is not the change's. What a change cannot explain is listed as Concurrent. A
+// NACK whose text names a resource of the object (a cluster or virtual host of its hosts,
+// a route configuration or listener of its ports) is Named. Objects that existed when
+// meshdrift started (Baseline) and had settled by then (written at least Grace before)
+// are held responsible only for NACKs that name them, and never for a silent proxy.
+//
 // Times are compared, never push counters, because a restarted istiod starts its counter
-// again. Proxies that connect later are pushed in full and so count as targeted; a proxy
+// again. istiod's times are on istiod's clock and a change's on meshdrift's: each istiod's
+// offset is bounded from its reads (clock.go), the change is placed on istiod's clock
+// with it, and the window is widened by the bounds' error (at most 500 ms, so that an
+// unrelated push just before a change does not count). A proxy whose only push in the
+// window may predate the change (before it as the estimate places it, or the bounds too
+// wide) does not make the change propagated for 5 s, as its own push may be yet to come.
+// Objects found by a list carry the API server's one-second managedFields time, compared
+// with istiod's as it is. Proxies that connect later are pushed in full and so count as targeted; a proxy
 // that disconnects vanishes from istiod's view and is not counted. While any istiod is
 // unreachable, or shows meshdrift fewer proxies than are connected to it (a restricted
 // view: debug-endpoint authorization hides other namespaces' proxies without an error),

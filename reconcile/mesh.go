@@ -17,7 +17,18 @@ type IstiodView struct {
 	// transport reports it (xDS), else "".
 	PushVersion string
 	Proxies     []ProxyStatus
-	ObservedAt  time.Time
+	// ObservedAt is when meshdrift had the answer (its clock).
+	ObservedAt time.Time
+	// ReadStartedAt is when meshdrift sent the request that ObservedAt answers (its
+	// clock), zero when unknown; ServerDate is the answer's HTTP Date header (istiod's
+	// clock, one-second resolution), zero over xDS. Both bound ClockOffset.
+	ReadStartedAt time.Time
+	ServerDate    time.Time
+	// ClockOffset bounds how far this istiod's clock is ahead of meshdrift's, from every
+	// read so far; the store fills it in. ClockProblem is set when the offset is beyond
+	// what the verdicts tolerate (MaxClockOffset).
+	ClockOffset  ClockOffset
+	ClockProblem string
 	// Signals is the latest read of istiod's own metrics, nil when it has none (no
 	// monitoring address known, or not read yet).
 	Signals *IstiodSignals
@@ -92,8 +103,36 @@ type MeshChange struct {
 	// annotations (Argo CD tracking, Flux kustomize labels), zero when none.
 	GitOpsOwner AppKey
 	Deleted     bool
+	// Baseline is set for an object the mesh watcher found in its first list of the kind
+	// and last written before meshdrift started: state meshdrift found, not a change it
+	// saw happen (see isBaseline and settledAtStart).
+	Baseline bool
+	// Reach is what the object's spec says about the proxies and resources it can affect.
+	Reach Reach
 	// Ignore is the raw value of the object's AnnotationIgnore annotation, "" when absent.
 	Ignore string
+	// SpecWrites are the object's managedFields entries that own spec fields, latest
+	// first, at most MaxSpecWrites: who else wrote the spec besides its GitOps owner.
+	SpecWrites []SpecWrite
+}
+
+// MaxSpecWrites bounds MeshChange.SpecWrites, and MaxSpecFields each entry's Fields: a
+// few managers write an object in practice, and the top-level spec fields name the edit.
+const (
+	MaxSpecWrites = 8
+	MaxSpecFields = 8
+)
+
+// SpecWrite is one managedFields entry that owns spec fields.
+type SpecWrite struct {
+	Manager string
+	// Operation is "Apply" (server-side apply) or "Update" (create, update, patch, edit).
+	Operation string
+	// At is the entry's time (one-second resolution), zero when absent.
+	At time.Time
+	// Fields are the top-level spec fields the entry owns ("spec.http"), sorted, at most
+	// MaxSpecFields.
+	Fields []string
 }
 
 // MeshSink receives mesh object changes.

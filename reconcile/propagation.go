@@ -46,13 +46,22 @@ type PropagationConfig struct {
 	// Grace is how long proxies may take before pending becomes stale (default 30 s).
 	Grace time.Duration
 	// Slack widens the window before the change in which a push still counts as carrying
-	// it, for clocks that disagree between meshdrift and istiod. Default 0: both watch the
-	// same API server and istiod debounces 100 ms before it pushes, so a push carrying the
-	// change comes after meshdrift saw it; a wider window would take a proxy's unrelated
-	// push just before the change (its connect, another change) for this one.
+	// it, for a watch that lags istiod's. Default 0: both watch the same API server and
+	// istiod debounces 100 ms before it pushes, so a push carrying the change comes after
+	// meshdrift saw it; a wider window would take a proxy's unrelated push just before the
+	// change (its connect, another change) for this one. Clocks that disagree need no
+	// slack: each istiod's offset is measured and applied (clock.go).
 	Slack time.Duration
-	// Retention is how long a propagated change stays listed (default 10 min).
+	// Retention is how long a propagated change stays listed, and a deletion in any state
+	// (default 10 min).
 	Retention time.Duration
+	// Recheck is how often a change in a final state (NACKed, Stale, NotPushed) is
+	// evaluated again when istiod reports something new, so that a fixed NACK resolves
+	// without every read re-evaluating every old change (default 10 s, istiod's poll).
+	Recheck time.Duration
+	// MaxChanges caps the changes held; beyond it the oldest propagated go first, then the
+	// oldest in other states (default 10,000).
+	MaxChanges int
 }
 
 func (c PropagationConfig) withDefaults() PropagationConfig {
@@ -65,6 +74,12 @@ func (c PropagationConfig) withDefaults() PropagationConfig {
 	if c.Retention <= 0 {
 		c.Retention = 10 * time.Minute
 	}
+	if c.Recheck <= 0 {
+		c.Recheck = 10 * time.Second
+	}
+	if c.MaxChanges <= 0 {
+		c.MaxChanges = 10000
+	}
 	return c
 }
 
@@ -74,6 +89,10 @@ type ProxyOutcome struct {
 	Istiod string           `json:"istiod"`
 	State  PropagationState `json:"state"`
 	Error  string           `json:"error,omitempty"`
+	// Named is set when the proxy's error text names a resource the object produces (a
+	// cluster or virtual host of its hosts, a route configuration or listener of its
+	// ports).
+	Named bool `json:"named,omitempty"`
 }
 
 // Propagation is the outcome of one mesh object change.
@@ -88,6 +107,11 @@ type Propagation struct {
 	Pending  int           `json:"pending"`
 	// Proxies lists the targeted proxies that have not ACKed.
 	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+	// Concurrent lists proxy NACKs seen since the change that it cannot have caused (a
+	// type its kind does not write, a proxy out of its reach, a text naming only other
+	// objects), and for an object that had settled before meshdrift started the proxies'
+	// own errors and silence: shown, never counted against the change.
+	Concurrent []ProxyOutcome `json:"concurrent,omitempty"`
 	// Unreachable lists istiods that could not be read.
 	Unreachable []string `json:"unreachable,omitempty"`
 	// Restricted lists istiods whose view is partial (see IstiodView.Restriction): what
@@ -100,31 +124,43 @@ type Propagation struct {
 // trackedChange is a change with its frozen outcome once propagated.
 type trackedChange struct {
 	change MeshChange
-	// firstPush is the earliest push after the change seen per proxy, for latency.
-	firstPush map[proxyKey]time.Time
+	// firstPush is the earliest push after the change seen per proxy (meshdrift's clock),
+	// for latency; only proxies still connected are kept.
+	firstPush map[proxyKey]firstPush
 	result    Propagation
 	resolved  bool
+	// settled is set for a baseline change written at least the grace period before
+	// meshdrift started (settledAtStart).
+	settled bool
+	// evals counts evaluations; evaluatedAt and evaluatedSeq are the last one's time and
+	// the store's evidence sequence then.
+	evals        uint64
+	evaluatedAt  time.Time
+	evaluatedSeq uint64
+}
+
+type firstPush struct {
+	at   time.Time
+	eval uint64 // the evaluation that last saw the proxy targeted
 }
 
 // proxyKey names a proxy on one istiod.
 type proxyKey struct{ istiod, proxy string }
 
 // evaluate computes a change's propagation from the latest istiod views.
-func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks []NACKEvent, down []string, now time.Time) Propagation {
+//
+// nacks holds each proxy's latest streamed NACK (see latestNACKs): one since the change
+// counts, unless a later read shows the proxy has ACKed since.
+func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks map[proxyKey]NACKEvent, down []string, now time.Time) Propagation {
 	c := tc.change
+	tc.evals++
+	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
 	from := c.ObservedAt.Add(-cfg.Slack)
 	p := Propagation{Change: c}
 	pushedSince := false
 	var latest time.Time
-	var nacked map[proxyKey]string
-	for _, n := range nacks {
-		if !n.At.Before(from) {
-			if nacked == nil {
-				nacked = map[proxyKey]string{}
-			}
-			nacked[proxyKey{n.Istiod, n.Proxy}] = n.Error
-		}
-	}
+	// Which outcomes the change can explain: blame.go.
+	b := newBlame(c, tc.settled)
 	names := make([]string, 0, len(views))
 	for n := range views {
 		names = append(names, n)
@@ -133,25 +169,35 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	// Each istiod watches the API server itself, so one replica may have pushed while
 	// another has not yet: the change has propagated only once every istiod settled.
 	allSettled := true
+	unsure := false
 	for _, name := range names {
 		v := views[name]
+		win := windowFor(c, v.ClockOffset, cfg.Slack)
 		// Push versions have second resolution: a push in the second that contains
 		// from may be the one.
 		vt, hasVersion := pushVersionTime(v.PushVersion)
-		if hasVersion && vt.Add(time.Second).After(from) {
+		if hasVersion && vt.Add(time.Second).After(win.from) {
 			pushedSince = true
 		}
 		// A view read before the change says nothing about it. In a later one, a version
 		// from a later second than the change proves this istiod has pushed since (its
 		// version is global, even when no proxy of its was affected).
 		fresh := v.ObservedAt.After(c.ObservedAt)
-		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(c.ObservedAt)))) || now.Sub(c.ObservedAt) >= cfg.Grace
+		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(win.after)))) || now.Sub(c.ObservedAt) >= cfg.Grace
 		targetedHere := false
 		for _, px := range v.Proxies {
-			state, errText, first, targeted := proxyOutcome(px, from)
 			key := proxyKey{name, px.ID}
-			if e, ok := nacked[key]; ok {
-				state, errText, targeted = PropagationNACKed, e, true
+			var events []NACKEvent
+			if n, ok := nacks[key]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
+				events = []NACKEvent{n}
+			}
+			att := b.attribute(name, px, events, win.from)
+			p.Concurrent = append(p.Concurrent, att.concurrent...)
+			pushedSince = pushedSince || att.pushed
+			own := att.own // the types the change can explain
+			state, errText, first, targeted := proxyOutcome(own, win.from)
+			if att.streamed != "" {
+				state, errText, targeted = PropagationNACKed, att.streamed, true
 			}
 			if !targeted {
 				continue
@@ -159,22 +205,27 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 			pushedSince, targetedHere = true, true
 			p.Targeted++
 			if !first.IsZero() {
+				unsure = unsure || win.ambiguous(lastPushSince(own, win.from))
+				first = latencyPush(own, win, first).Add(-win.offset) // meshdrift's clock
 				if tc.firstPush == nil {
-					tc.firstPush = map[proxyKey]time.Time{}
+					tc.firstPush = map[proxyKey]firstPush{}
 				}
-				if prev, ok := tc.firstPush[key]; !ok || first.Before(prev) {
-					tc.firstPush[key] = first
+				// An earlier first push is kept unless it came before the change as the
+				// clock estimate now places it (an unrelated push, or a guess).
+				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) && !prev.at.Before(win.at.Add(-win.offset)) {
+					first = prev.at
 				}
+				tc.firstPush[key] = firstPush{at: first, eval: tc.evals}
 			}
 			switch state {
 			case PropagationPropagated:
 				p.ACKed++
-				if f := tc.firstPush[key]; f.After(latest) {
+				if f := tc.firstPush[key].at; f.After(latest) {
 					latest = f
 				}
 			case PropagationNACKed:
 				p.NACKed++
-				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: state, Error: errText})
+				p.Proxies = append(p.Proxies, b.outcome(name, px.ID, state, errText))
 			default:
 				p.Pending++
 				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
@@ -182,6 +233,14 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		}
 		if !settled && !targetedHere {
 			allSettled = false
+		}
+	}
+	if len(tc.firstPush) > p.Targeted {
+		// Proxies that disconnected (pods come and go): forget them.
+		for k, f := range tc.firstPush {
+			if f.eval != tc.evals {
+				delete(tc.firstPush, k)
+			}
 		}
 	}
 	p.Unreachable = down
@@ -192,7 +251,7 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		p.State = PropagationNACKed
 	case len(down) > 0 || len(p.Restricted) > 0:
 		p.State = PropagationUnknown
-	case p.Targeted > 0 && p.Pending == 0 && allSettled:
+	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < min(cfg.Grace, ambiguousHold)):
 		p.State = PropagationPropagated
 		if lat := latest.Sub(c.ObservedAt); lat > 0 {
 			p.Latency = lat
@@ -267,6 +326,9 @@ type Rollup struct {
 	Latency time.Duration  `json:"latency,omitempty"`
 	Since   time.Time      `json:"since"`
 	Proxies []ProxyOutcome `json:"proxies,omitempty"`
+	// Concurrent are the NACKs seen while the app's changes propagated that none of them
+	// can have caused, once each.
+	Concurrent []ProxyOutcome `json:"concurrent,omitempty"`
 }
 
 // Summary is the one-line form: "flux/Kustomization/apps/payments revision abc applied
@@ -331,6 +393,13 @@ func rollup(app App, props []Propagation) Rollup {
 				a.pending = true
 			}
 			r.Proxies = append(r.Proxies, o)
+		}
+		for _, o := range p.Concurrent {
+			if !slices.ContainsFunc(r.Concurrent, func(x ProxyOutcome) bool {
+				return x.Istiod == o.Istiod && x.Proxy == o.Proxy && x.State == o.State && x.Error == o.Error
+			}) {
+				r.Concurrent = append(r.Concurrent, o)
+			}
 		}
 		if acked > r.ACKed {
 			r.ACKed = acked

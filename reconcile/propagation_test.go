@@ -145,7 +145,7 @@ func TestPropagation(t *testing.T) {
 			for _, v := range tc.views {
 				views[v.Istiod] = v
 			}
-			got := ch.evaluate(PropagationConfig{}.withDefaults(), views, tc.nacks, tc.down, t0.Add(tc.now))
+			got := ch.evaluate(PropagationConfig{}.withDefaults(), views, latestNACKs(tc.nacks), tc.down, t0.Add(tc.now))
 			if got.State != tc.want || got.Latency != tc.latency || got.ACKed != tc.acked || got.Targeted != tc.targets {
 				t.Errorf("got %s latency %s acked %d/%d, want %s latency %s acked %d/%d",
 					got.State, got.Latency, got.ACKed, got.Targeted, tc.want, tc.latency, tc.acked, tc.targets)
@@ -193,9 +193,14 @@ func TestStorePropagationLifecycle(t *testing.T) {
 	if got := r[0].Summary(); got != want {
 		t.Fatalf("summary = %q, want %q", got, want)
 	}
-	// The silent proxy disconnects: it vanishes from istiod's view.
+	// The silent proxy disconnects: it vanishes from istiod's view. A stale change is
+	// evaluated again at the recheck interval (10 s), not on every read.
 	s.ObserveIstiod(view("istiod-a", "", proxy("a.ns", t0.Add(100*time.Millisecond), StateSynced, "")))
-	if s.Evaluate(t0.Add(41 * time.Second)) {
+	s.Evaluate(t0.Add(41 * time.Second))
+	if got := s.Snapshot().Changes[0].State; got != PropagationStale {
+		t.Fatalf("re-evaluated a stale change within the recheck interval: %s", got)
+	}
+	if s.Evaluate(t0.Add(51 * time.Second)) {
 		t.Fatal("still unresolved after the stale proxy disconnected")
 	}
 	if got := s.Snapshot().Propagation[0]; got.State != PropagationPropagated || got.Stale != 0 {

@@ -29,9 +29,15 @@ type Store struct {
 	apps    map[AppKey]App
 	sources map[string]SourceStatus
 	istiods map[string]IstiodView
+	clocks  map[string]*clockEstimator // per istiod, as istiods
 	nacks   []NACKEvent
 	changes map[ObjectRef]*trackedChange
-	changed chan struct{}
+	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
+	// state are evaluated again only when there is something new.
+	seq         uint64
+	inFlight    bool // as of the last Evaluate
+	newInFlight bool // a change was first evaluated by the last Evaluate
+	changed     chan struct{}
 }
 
 // NewStore returns an empty store. observer may be nil.
@@ -43,6 +49,7 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		apps:     map[AppKey]App{},
 		sources:  map[string]SourceStatus{},
 		istiods:  map[string]IstiodView{},
+		clocks:   map[string]*clockEstimator{},
 		changes:  map[ObjectRef]*trackedChange{},
 		changed:  make(chan struct{}, 1),
 	}
@@ -73,14 +80,28 @@ func (s *Store) ReportSource(st SourceStatus) {
 		return
 	}
 	s.sources[st.Name] = st
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
 
-// ObserveIstiod replaces what is known from one istiod.
+// ObserveIstiod replaces what is known from one istiod, and bounds its clock offset from
+// this read and the previous one.
 func (s *Store) ObserveIstiod(v IstiodView) {
 	s.mu.Lock()
+	est := s.clocks[v.Istiod]
+	if est == nil {
+		est = &clockEstimator{}
+		s.clocks[v.Istiod] = est
+	}
+	var prev *IstiodView
+	if p, ok := s.istiods[v.Istiod]; ok {
+		prev = &p
+	}
+	v.ClockOffset = est.observe(prev, v)
+	v.ClockProblem = v.ClockOffset.Problem()
 	s.istiods[v.Istiod] = v
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -89,7 +110,9 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 func (s *Store) ForgetIstiod(name string) {
 	s.mu.Lock()
 	delete(s.istiods, name)
+	delete(s.clocks, name)
 	delete(s.sources, "istiod/"+name)
+	s.seq++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -99,25 +122,73 @@ func (s *Store) ObserveNACK(n NACKEvent) {
 	s.mu.Lock()
 	s.nacks = append(s.nacks, n)
 	if len(s.nacks) > maxNACKEvents {
-		s.nacks = slices.Clone(s.nacks[len(s.nacks)-maxNACKEvents:])
+		// Drop the oldest quarter at once, so a NACK storm does not copy on every event.
+		s.nacks = slices.Delete(s.nacks, 0, len(s.nacks)-maxNACKEvents*3/4)
+	}
+	s.seq++
+	s.mu.Unlock()
+	s.notify()
+}
+
+// ObserveMeshChange starts tracking a change; it supersedes the object's previous change,
+// which is dropped, as it is when the object is deleted (the deletion is then the change
+// tracked, for Retention at most). A change already held (same generation, or same
+// resourceVersion for kinds without one) is a repeat, e.g. from a relist, and keeps its
+// outcome; an older generation than the one held is late news and is ignored.
+func (s *Store) ObserveMeshChange(c MeshChange) {
+	s.mu.Lock()
+	if prev, ok := s.changes[c.Ref]; ok && repeatOrOlder(prev.change, c) {
+		s.mu.Unlock()
+		return
+	}
+	s.changes[c.Ref] = &trackedChange{change: c, settled: settledAtStart(c, s.started, s.cfg.Grace),
+		result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
+	if len(s.changes) > s.cfg.MaxChanges {
+		s.evictLocked()
 	}
 	s.mu.Unlock()
 	s.notify()
 }
 
-// ObserveMeshChange starts tracking a change; it supersedes the object's previous change.
-// A change already held (same generation, or same resourceVersion for kinds without one)
-// is a repeat, e.g. from a relist, and keeps its outcome.
-func (s *Store) ObserveMeshChange(c MeshChange) {
-	s.mu.Lock()
-	if prev, ok := s.changes[c.Ref]; ok && prev.change.Deleted == c.Deleted &&
-		((c.Generation != 0 && prev.change.Generation == c.Generation) || prev.change.ResourceVersion == c.ResourceVersion) {
-		s.mu.Unlock()
-		return
+// repeatOrOlder reports whether c says nothing newer than prev about the same object.
+func repeatOrOlder(prev, c MeshChange) bool {
+	if prev.Deleted != c.Deleted {
+		return false
 	}
-	s.changes[c.Ref] = &trackedChange{change: c, result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
-	s.mu.Unlock()
-	s.notify()
+	if prev.Generation != 0 && c.Generation != 0 {
+		return c.Generation <= prev.Generation
+	}
+	return c.ResourceVersion != "" && c.ResourceVersion == prev.ResourceVersion
+}
+
+// evictLocked drops changes down to nine tenths of MaxChanges (so that a flood does not
+// sort on every change): propagated ones first, oldest first, then the rest, oldest first.
+func (s *Store) evictLocked() {
+	type victim struct {
+		ref             ObjectRef
+		resolved        bool
+		since, observed time.Time
+	}
+	all := make([]victim, 0, len(s.changes))
+	for ref, tc := range s.changes {
+		all = append(all, victim{ref, tc.resolved, tc.result.Since, tc.change.ObservedAt})
+	}
+	slices.SortFunc(all, func(a, b victim) int {
+		if a.resolved != b.resolved {
+			if a.resolved {
+				return -1
+			}
+			return 1
+		}
+		if c := a.since.Compare(b.since); c != 0 {
+			return c
+		}
+		return a.observed.Compare(b.observed)
+	})
+	keep := s.cfg.MaxChanges * 9 / 10
+	for _, v := range all[:len(all)-keep] {
+		delete(s.changes, v.ref)
+	}
 }
 
 // Changed is signalled (coalesced) after any change, so an evaluator can re-run at once.
@@ -130,8 +201,11 @@ func (s *Store) notify() {
 	}
 }
 
-// Evaluate recomputes the propagation of every tracked change as of now and reports
-// whether any is still unresolved (pending), so the caller can poll istiod faster.
+// Evaluate recomputes the propagation of tracked changes as of now and reports whether
+// any is unresolved (not propagated); InFlight then says whether istiod should be read
+// faster. Changes in a final state (NACKed, Stale, NotPushed) are evaluated again only
+// when istiod reported something since, at most every Recheck; propagated ones are kept
+// as they are for Retention.
 func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	type transition struct {
 		prev, next Propagation
@@ -140,27 +214,40 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	var transitions []transition
 	s.mu.Lock()
 	down := s.downIstiodsLocked()
+	nacks := latestNACKs(s.nacks)
+	inFlight, started := false, false
 	for ref, tc := range s.changes {
-		if tc.resolved {
-			if now.Sub(tc.result.Since) > s.cfg.Retention {
-				delete(s.changes, ref)
-			}
+		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
+			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
+			delete(s.changes, ref)
 			continue
 		}
-		next := tc.evaluate(s.cfg, s.istiods, s.nacks, down, now)
+		if tc.resolved {
+			continue
+		}
+		if final(tc.result.State) && (tc.evaluatedSeq == s.seq || now.Sub(tc.evaluatedAt) < s.cfg.Recheck) {
+			unresolved = true
+			continue
+		}
+		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
+		next := tc.evaluate(s.cfg, s.istiods, nacks, down, now)
 		prev := tc.result
 		if next.State == prev.State {
 			next.Since = prev.Since
 		} else {
 			next.Since = now
-			transitions = append(transitions, transition{prev, next, tc.change.ObservedAt.Before(s.started)})
+			transitions = append(transitions, transition{prev, next, isBaseline(tc.change)})
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
-		if !tc.resolved {
-			unresolved = true
+		unresolved = unresolved || !tc.resolved
+		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
+			inFlight = true
+			started = started || tc.evals == 1
 		}
 	}
+	s.inFlight, s.newInFlight = inFlight, started
+	s.pruneNACKsLocked(now)
 	s.mu.Unlock()
 	if s.observer != nil {
 		for _, t := range transitions {
@@ -168,6 +255,59 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 	}
 	return unresolved
+}
+
+// InFlight reports whether the last Evaluate found a change in flight: pending within its
+// grace period, when reading istiod faster shows its propagation sooner. Changes in a
+// final state wait for istiod, not for meshdrift, and are not in flight. started says a
+// change was evaluated for the first time: a read of istiod now, before istiod's debounce
+// ends and it pushes, brackets the push closely and so places it on meshdrift's clock
+// (clock.go).
+func (s *Store) InFlight() (inFlight, started bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.inFlight, s.newInFlight
+}
+
+// latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
+// after it, which the latest tells, at the cost of one lookup per proxy.
+func latestNACKs(events []NACKEvent) map[proxyKey]NACKEvent {
+	out := make(map[proxyKey]NACKEvent, len(events))
+	for _, n := range events {
+		out[proxyKey{n.Istiod, n.Proxy}] = n
+	}
+	return out
+}
+
+// final reports a state that stays until istiod reports something new.
+func final(st PropagationState) bool {
+	return st == PropagationNACKed || st == PropagationStale || st == PropagationNotPushed
+}
+
+// pruneNACKsLocked drops streamed NACKs older than any change they could count against.
+func (s *Store) pruneNACKsLocked(now time.Time) {
+	cut := now.Add(-s.cfg.Retention)
+	i := 0
+	for i < len(s.nacks) && s.nacks[i].At.Before(cut) {
+		i++
+	}
+	if i > 0 {
+		s.nacks = slices.Delete(s.nacks, 0, i)
+	}
+}
+
+// storeSize is what the store holds that grows with the mesh's activity.
+type storeSize struct{ changes, firstPush, maxFirstPush, nacks, istiods int }
+
+func (s *Store) size() storeSize {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks)}
+	for _, tc := range s.changes {
+		n.firstPush += len(tc.firstPush)
+		n.maxFirstPush = max(n.maxFirstPush, len(tc.firstPush))
+	}
+	return n
 }
 
 func (s *Store) downIstiodsLocked() []string {
@@ -190,6 +330,13 @@ type Snapshot struct {
 	Changes []Propagation
 	// Propagation rolls Changes up per GitOps app and revision.
 	Propagation []Rollup
+	// Objects is every mesh object that exists (its latest change), sorted by Ref, when
+	// the caller fills it from a MeshObjects; nil otherwise. Changes drop out after
+	// Retention, Objects stay while the object exists.
+	Objects []MeshChange
+	// Namespaces are the namespaces with their labels, when the caller fills them from a
+	// namespace lister; nil otherwise.
+	Namespaces []Namespace
 }
 
 // Snapshot returns everything sorted by key.

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -67,4 +68,146 @@ func TestShortType(t *testing.T) {
 			t.Errorf("ShortType(%q) = %q, want %q", url, got, want)
 		}
 	}
+}
+
+// 10,000 changes across 3,000 objects (new generations, deletions), proxies coming and
+// going, NACKs streaming: nothing the store holds grows past its caps.
+func TestStoreStaysBounded(t *testing.T) {
+	const maxChanges, connected = 1000, 20
+	s := NewStore(PropagationConfig{MaxChanges: maxChanges}, nil)
+	gen := map[string]int64{}
+	now := t0.Add(13 * time.Millisecond)
+	var peak storeSize
+	for i := range 10000 {
+		now = now.Add(100 * time.Millisecond)
+		ref := vsRef
+		ref.Name = fmt.Sprintf("vs-%d", (i*7919)%3000)
+		gen[ref.Name]++
+		s.ObserveMeshChange(MeshChange{Ref: ref, Generation: gen[ref.Name], ObservedAt: now, Deleted: i%97 == 0})
+		// Proxy churn: one pod goes and one comes every round; each is pushed 20 ms after
+		// the change and a tenth never answer.
+		v := IstiodView{Istiod: fmt.Sprintf("istiod-%d", i%2), ReadStartedAt: now.Add(30 * time.Millisecond), ObservedAt: now.Add(40 * time.Millisecond)}
+		for j := i; j < i+connected; j++ {
+			st := StateSynced
+			if j%10 == 0 {
+				st = StateStale
+			}
+			v.Proxies = append(v.Proxies, proxy(fmt.Sprintf("pod-%d.ns", j), now.Add(20*time.Millisecond), st, ""))
+		}
+		s.ObserveIstiod(v)
+		s.ObserveNACK(NACKEvent{Istiod: v.Istiod, Proxy: fmt.Sprintf("pod-%d.ns", i), TypeURL: rds, Error: "bad", At: now.Add(25 * time.Millisecond)})
+		if i%100 == 0 {
+			s.Evaluate(now.Add(50 * time.Millisecond))
+		}
+		n := s.size()
+		peak.changes = max(peak.changes, n.changes)
+		peak.maxFirstPush = max(peak.maxFirstPush, n.maxFirstPush)
+		peak.firstPush = max(peak.firstPush, n.firstPush)
+		peak.nacks = max(peak.nacks, n.nacks)
+		peak.istiods = max(peak.istiods, n.istiods)
+	}
+	t.Logf("peak: %+v", peak)
+	if peak.changes > maxChanges {
+		t.Errorf("held %d changes, cap %d", peak.changes, maxChanges)
+	}
+	// Each change keeps first pushes only of proxies connected when it was last evaluated.
+	if peak.maxFirstPush > 2*connected {
+		t.Errorf("a change held %d first pushes; at most %d proxies are ever connected", peak.maxFirstPush, 2*connected)
+	}
+	if peak.nacks > maxNACKEvents {
+		t.Errorf("held %d NACK events, cap %d", peak.nacks, maxNACKEvents)
+	}
+	if peak.istiods > 4 {
+		t.Errorf("held %d istiod views and clocks for 2 istiods", peak.istiods)
+	}
+	// Propagated changes expire after Retention and deletions whatever their state.
+	s.Evaluate(now.Add(11 * time.Minute))
+	for _, p := range s.Snapshot().Changes {
+		if p.State == PropagationPropagated || p.Change.Deleted {
+			t.Fatalf("kept past retention: %+v", p.Change)
+		}
+	}
+}
+
+// Beyond the cap the oldest propagated changes go first, pending ones last.
+func TestStoreEvictsOldestResolvedFirst(t *testing.T) {
+	s := NewStore(PropagationConfig{MaxChanges: 10}, nil)
+	ref := func(i int) ObjectRef { r := vsRef; r.Name = fmt.Sprintf("vs-%d", i); return r }
+	o := t0.Add(time.Millisecond)
+	for i := range 5 {
+		s.ObserveMeshChange(MeshChange{Ref: ref(i), Generation: 1, ObservedAt: o.Add(time.Duration(i) * time.Second)})
+	}
+	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(10 * time.Second),
+		Proxies: []ProxyStatus{proxy("a.ns", o.Add(5*time.Second), StateSynced, "")}})
+	s.Evaluate(o.Add(10 * time.Second))
+	// Five pending changes after the push.
+	for i := 5; i < 11; i++ {
+		s.ObserveMeshChange(MeshChange{Ref: ref(i), Generation: 1, ObservedAt: o.Add(time.Duration(i+6) * time.Second)})
+	}
+	held := map[string]PropagationState{}
+	for _, p := range s.Snapshot().Changes {
+		held[p.Change.Ref.Name] = p.State
+	}
+	if len(held) != 9 {
+		t.Fatalf("held %d changes, want 9 (nine tenths of the cap): %v", len(held), held)
+	}
+	if _, ok := held["vs-0"]; ok {
+		t.Errorf("the oldest propagated change was kept: %v", held)
+	}
+	if _, ok := held["vs-1"]; ok {
+		t.Errorf("the second oldest propagated change was kept: %v", held)
+	}
+	for i := 5; i < 11; i++ {
+		if _, ok := held[fmt.Sprintf("vs-%d", i)]; !ok {
+			t.Errorf("pending vs-%d evicted before propagated changes: %v", i, held)
+		}
+	}
+}
+
+// A newer generation supersedes the change held, an older one arriving late is ignored,
+// and a deletion drops the object's change.
+func TestStoreSupersedesAndDrops(t *testing.T) {
+	s := NewStore(PropagationConfig{}, nil)
+	o := t0.Add(time.Millisecond)
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 3, ObservedAt: o})
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 4, ObservedAt: o.Add(time.Second)})
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 2, ObservedAt: o.Add(2 * time.Second)})
+	if c := s.Snapshot().Changes; len(c) != 1 || c[0].Change.Generation != 4 {
+		t.Fatalf("changes = %+v, want generation 4 only", c)
+	}
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 4, ObservedAt: o.Add(3 * time.Second), Deleted: true})
+	if c := s.Snapshot().Changes; len(c) != 1 || !c[0].Change.Deleted {
+		t.Fatalf("changes = %+v, want the deletion only", c)
+	}
+}
+
+// Only a change pending within its grace is in flight; NACKed, Stale and NotPushed ones
+// wait for istiod and are not, though they stay unresolved.
+func TestStoreInFlightOnlyWhilePending(t *testing.T) {
+	o := t0.Add(437 * time.Millisecond)
+	s := NewStore(PropagationConfig{Grace: 30 * time.Second}, nil)
+	s.ObserveMeshChange(MeshChange{Ref: vsRef, Generation: 1, ObservedAt: o})
+	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(200 * time.Millisecond),
+		Proxies: []ProxyStatus{proxy("a.ns", o.Add(100*time.Millisecond), StateStale, "")}})
+	if inFlight, started := s.InFlight(); inFlight || started {
+		t.Fatal("in flight before any evaluation")
+	}
+	check := func(at time.Duration, wantInFlight, wantStarted bool) {
+		t.Helper()
+		if !s.Evaluate(o.Add(at)) {
+			t.Fatalf("at +%s: resolved", at)
+		}
+		if inFlight, started := s.InFlight(); inFlight != wantInFlight || started != wantStarted {
+			t.Fatalf("at +%s (%s): in flight %v, started %v; want %v, %v", at, s.Snapshot().Changes[0].State, inFlight, started, wantInFlight, wantStarted)
+		}
+	}
+	check(time.Second, true, true)      // new and pending within its grace
+	check(2*time.Second, true, false)   // pending, evaluated before
+	check(31*time.Second, false, false) // stale
+	nacked := vsRef
+	nacked.Name = "nacked"
+	s.ObserveMeshChange(MeshChange{Ref: nacked, Generation: 1, ObservedAt: o.Add(40 * time.Second)})
+	s.ObserveIstiod(IstiodView{Istiod: "istiod-a", ObservedAt: o.Add(41 * time.Second),
+		Proxies: []ProxyStatus{proxy("a.ns", o.Add(40100*time.Millisecond), StateError, "bad")}})
+	check(41*time.Second, false, false) // NACKed at once
 }

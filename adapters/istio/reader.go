@@ -494,6 +494,8 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 	t := c.target
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
 	defer cancel()
+	// Send and receive times bound istiod's clock offset (reconcile.ClockOffset).
+	readStarted := r.now()
 	start := time.Now()
 	version, proxies, check, err := r.readChecked(ctx, rctx, c)
 	elapsed := time.Since(start)
@@ -526,16 +528,21 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 		c.nack.checkPoll(proxies, now)
 	}
 	r.refreshSignals(ctx, c, now)
-	r.sink.ObserveIstiod(reconcile.IstiodView{
-		Istiod:      t.Name,
-		Revision:    t.Revision,
-		PushVersion: version,
-		Proxies:     proxies,
-		ObservedAt:  now,
-		Signals:     c.signals,
-		Restriction: check.restriction,
-		Unverified:  check.unverified,
-	})
+	view := reconcile.IstiodView{
+		Istiod:        t.Name,
+		Revision:      t.Revision,
+		PushVersion:   version,
+		Proxies:       proxies,
+		ObservedAt:    now,
+		ReadStartedAt: readStarted,
+		Signals:       c.signals,
+		Restriction:   check.restriction,
+		Unverified:    check.unverified,
+	}
+	if d, ok := c.syncz.(interface{ serverDate() time.Time }); ok {
+		view.ServerDate = d.serverDate()
+	}
+	r.sink.ObserveIstiod(view)
 	r.setStatus(instanceSource(t.Name), nil)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
 )
@@ -16,13 +17,15 @@ import (
 const maxErrorBodyBytes = 512
 
 // httpSynczClient reads GET /debug/syncz. Connections are kept alive by the shared
-// http.Client, so a poll costs one request.
+// http.Client, so a poll costs one request. One read at a time.
 type httpSynczClient struct {
 	target Target
 	client *http.Client
 	// tokenFile is sent as a bearer token; "" when there is none, or when it must not
 	// travel in clear text to this target (see sendsToken).
 	tokenFile string
+	// date is the Date header of the last answer (istiod's clock), zero when it had none.
+	date time.Time
 	// tokenWithheld: a token is configured but not sent to this non-loopback target.
 	tokenWithheld bool
 }
@@ -59,11 +62,16 @@ func sendsToken(addr string, allowInsecure bool) bool {
 }
 
 func (c *httpSynczClient) read(ctx context.Context) (string, []reconcile.ProxyStatus, error) {
-	body, err := httpGet(ctx, c.client, "http://"+c.target.Addr+"/debug/syncz", "application/json", c.tokenFile)
+	c.date = time.Time{}
+	resp, err := httpDo(ctx, c.client, "http://"+c.target.Addr+"/debug/syncz", "application/json", c.tokenFile)
 	if err != nil {
 		return "", nil, fmt.Errorf("syncz over http: %w", err)
 	}
+	body := resp.Body
 	defer body.Close()
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		c.date = d
+	}
 	proxies, err := ParseSynczHTTP(body, c.target.Name)
 	if err != nil {
 		return "", nil, fmt.Errorf("syncz over http: %w", err)
@@ -73,6 +81,10 @@ func (c *httpSynczClient) read(ctx context.Context) (string, []reconcile.ProxySt
 }
 
 func (c *httpSynczClient) close() {}
+
+// serverDate is the last answer's Date header: Go's HTTP server in istiod writes it from
+// istiod's clock, which bounds its offset from meshdrift's (reconcile.ClockOffset).
+func (c *httpSynczClient) serverDate() time.Time { return c.date }
 
 // httpStatusError is an answer other than 200 OK.
 type httpStatusError struct {
@@ -89,6 +101,15 @@ func (e *httpStatusError) Error() string {
 // httpGet GETs url and returns the body of a 200 answer. The token file, when set, is
 // read for every request, as the kubelet rotates it.
 func httpGet(ctx context.Context, client *http.Client, url, accept, tokenFile string) (io.ReadCloser, error) {
+	resp, err := httpDo(ctx, client, url, accept, tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// httpDo is httpGet returning the whole 200 response; the caller closes its body.
+func httpDo(ctx context.Context, client *http.Client, url, accept, tokenFile string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
@@ -111,5 +132,5 @@ func httpGet(ctx context.Context, client *http.Client, url, accept, tokenFile st
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
 		return nil, &httpStatusError{url: url, status: resp.Status, code: resp.StatusCode, body: strings.TrimSpace(string(b))}
 	}
-	return resp.Body, nil
+	return resp, nil
 }

@@ -117,6 +117,19 @@ func TestReadACKingProxySynced(t *testing.T) {
 		}
 	}
 	x, h := views[TransportXDSTLS], views[TransportHTTP]
+	// The read's send time and istiod's Date header bound istiod's clock offset; on one
+	// machine the clocks agree, so the Date is the answer's second.
+	for transport, v := range views {
+		if v.ReadStartedAt.IsZero() || v.ReadStartedAt.After(v.ObservedAt) {
+			t.Errorf("%s: read started %s, answered %s", transport, v.ReadStartedAt, v.ObservedAt)
+		}
+	}
+	if d := h.ServerDate; d.IsZero() || d.Before(h.ReadStartedAt.Truncate(time.Second)) || d.After(h.ObservedAt) {
+		t.Errorf("http: Date %s, read from %s to %s", d, h.ReadStartedAt, h.ObservedAt)
+	}
+	if !x.ServerDate.IsZero() {
+		t.Errorf("xds: Date %s: the xDS answer has none", x.ServerDate)
+	}
 	if err := checkPushVersion(x.PushVersion); err != nil {
 		t.Errorf("xds push version: %v", err)
 	}

@@ -20,6 +20,11 @@
 // stays exact when two writes fall in the same second. Deletions have no Manager: no
 // object records who deleted it.
 //
+// Who else wrote its spec (SpecWrites): every managedFields entry that owns spec fields
+// (status subresource entries left out), latest first, with its operation, time and
+// top-level spec fields, bounded by reconcile.MaxSpecWrites and MaxSpecFields. The
+// out-of-band edit check (MD0801) compares them with the owning app's last apply.
+//
 // Which app tracks it (GitOpsOwner): Argo CD's tracking-id annotation (when it names the
 // object itself), Flux's kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io name and
 // namespace labels, or Argo CD's app.kubernetes.io/instance label. Argo CD names an
@@ -29,14 +34,24 @@
 //
 // When (ObservedAt): the time the watch delivered the change. For objects found by the
 // initial list of a kind, which did not change just now, it is the time of their last spec
-// write from managedFields (else their creation): reconcile.MeshChange has no flag for
-// "already there", and an old time is the honest one, so that an object untouched for a
-// week reads as long propagated instead of as a fresh change. After a watch outage the
+// write from managedFields (else their creation), so that an object untouched for a
+// week reads as long propagated instead of as a fresh change; and those last written in
+// an earlier second than the watcher's start are marked Baseline: state meshdrift found,
+// which reconcile does not blame for a proxy's pre-existing errors. After a watch outage the
 // reflector lists again and changes made meanwhile carry the time they were seen, which
 // can only understate propagation delay. A kind that starts to be watched later (its CRD
 // installed, or a kind moved to a new version) is listed like at start, so its objects
 // are reported again with the same generation and spec write time: consumers must take
 // a MeshChange of a (Ref, Generation) they already hold as a repeat.
+//
+// Where it lands (Reach): read from the spec for the kinds whose spec says so (reach.go):
+// exportTo, a VirtualService's gateways, a Gateway API route's parents, the hosts and
+// ports the object names (which Envoy's error texts name), whether a selector or
+// targetRef narrows it to some workloads, and whether it sits in Istio's root namespace
+// (Config.RootNamespace). A spec field of an unexpected shape is skipped.
+//
+// Namespaces lists namespaces' names and labels through a metadata-only informer, for
+// the revision checks (MD0701); it never reads full Namespace objects.
 //
 // Failures: a discovery or watch failure makes the "mesh" source down
 // (reconcile.SourceStatus with the error), and it comes up again when every watch is

@@ -39,6 +39,9 @@ type Config struct {
 	// later is watched, a removed one is dropped and a kind that gains a v1 moves to it.
 	// 0 means DefaultDiscoveryInterval.
 	DiscoveryInterval time.Duration
+	// RootNamespace is Istio's root namespace (meshConfig.rootNamespace), where workload
+	// policies apply mesh-wide; "" means DefaultRootNamespace.
+	RootNamespace string
 }
 
 // Watcher watches the mesh kinds the API server serves and reports each spec change,
@@ -54,6 +57,9 @@ type Watcher struct {
 	now     func() time.Time
 
 	started atomic.Bool
+	// startedAt is when Run began: objects of a first list written before it are the
+	// baseline. Set before any informer runs.
+	startedAt time.Time
 	// poke asks Run for a discovery round ahead of the interval.
 	poke chan struct{}
 
@@ -85,6 +91,9 @@ func New(cfg Config, dyn dynamic.Interface, dc discovery.DiscoveryInterface, sin
 	if cfg.DiscoveryInterval == 0 {
 		cfg.DiscoveryInterval = DefaultDiscoveryInterval
 	}
+	if cfg.RootNamespace == "" {
+		cfg.RootNamespace = DefaultRootNamespace
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -115,6 +124,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("mesh watcher: already run")
 	}
+	w.startedAt = w.now()
 	defer w.stopAll()
 	ticker := time.NewTicker(w.cfg.DiscoveryInterval)
 	defer ticker.Stop()
@@ -310,13 +320,15 @@ func (w *Watcher) onAdd(gk schema.GroupKind, obj any, initial bool) {
 	}
 	write := lastSpecWrite(u.GetManagedFields())
 	at := w.now()
+	baseline := false
 	if initial {
 		// The object was there before the watch: it did not just change. Its last spec
 		// write is when the change to propagate happened, so propagation is measured
 		// from there, and an old object reads as long propagated rather than fresh.
 		at = specWriteTime(write, u, at)
+		baseline = isBaseline(at, w.startedAt)
 	}
-	w.emit(gk, u, write.Manager, at, false, !initial)
+	w.emitChange(gk, u, write.Manager, at, false, !initial, baseline)
 }
 
 func (w *Watcher) onUpdate(gk schema.GroupKind, oldObj, newObj any) {
@@ -368,7 +380,21 @@ func specWriteTime(write specWrite, u *unstructured.Unstructured, fallback time.
 	return fallback
 }
 
+// isBaseline reports whether an object found by a kind's first list was written before
+// the watcher started: it existed when meshdrift started. API server times have
+// one-second resolution (truncated), so only a write in an earlier second than the start
+// counts: a write in the start's own second may have come after it and is taken as a
+// change, which errs on holding it responsible for what proxies do. A kind that starts to
+// be watched later (its CRD installed) lists objects written after the start: changes.
+func isBaseline(written, started time.Time) bool {
+	return !written.IsZero() && written.Before(started.Truncate(time.Second))
+}
+
 func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, live bool) {
+	w.emitChange(gk, u, manager, at, deleted, live, false)
+}
+
+func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, live, baseline bool) {
 	ref := reconcile.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 	change := reconcile.MeshChange{
 		Ref:             ref,
@@ -378,7 +404,12 @@ func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manage
 		Manager:         manager,
 		GitOpsOwner:     gitOpsOwner(ref, u.GetLabels(), u.GetAnnotations()),
 		Deleted:         deleted,
+		Baseline:        baseline,
+		Reach:           reachOf(gk, u.GetNamespace(), u.Object, w.cfg.RootNamespace),
 		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
+	}
+	if !deleted {
+		change.SpecWrites = specWrites(u.GetManagedFields())
 	}
 	if live {
 		// The initial list is not counted: every restart would count every object again.
@@ -386,7 +417,7 @@ func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manage
 	}
 	if w.log.Enabled(context.Background(), slog.LevelDebug) {
 		w.log.Debug("mesh change", "object", ref.String(), "generation", change.Generation,
-			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live)
+			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live, "baseline", baseline)
 	}
 	w.sink.ObserveMeshChange(change)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -248,7 +249,13 @@ spec:
 func wantChange(t *testing.T, got reconcile.MeshChange, want reconcile.MeshChange) {
 	t.Helper()
 	got.ObservedAt, want.ObservedAt = time.Time{}, time.Time{}
-	if got != want {
+	// SpecWrites are checked where they matter (TestFluxAppliedThenKubectlEdited).
+	got.SpecWrites, want.SpecWrites = nil, nil
+	if !want.Reach.Known {
+		// The spec's reach is covered by reach_test.go; a test that sets none skips it.
+		got.Reach = reconcile.Reach{}
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("change\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -277,6 +284,13 @@ func TestFluxAppliedThenKubectlEdited(t *testing.T) {
 	c = r.rec.waitChange(t, "VirtualService", ns, "reviews", 2, written)
 	wantChange(t, c, reconcile.MeshChange{Ref: vsRef(ns, "reviews"), Generation: 2, ResourceVersion: obj.GetResourceVersion(),
 		Manager: "kubectl-edit", GitOpsOwner: owner})
+	// What the out-of-band check (MD0801) reads: the editor, its operation and field.
+	if w, ok := specWriteBy(c, "kubectl-edit"); !ok || w.Operation != "Update" || !slices.Contains(w.Fields, "spec.hosts") || w.At.IsZero() {
+		t.Errorf("spec writes %+v: want kubectl-edit (Update) owning spec.hosts, with a time", c.SpecWrites)
+	}
+	if w, ok := specWriteBy(c, "kustomize-controller"); !ok || w.Operation != "Apply" {
+		t.Errorf("spec writes %+v: want kustomize-controller (Apply)", c.SpecWrites)
+	}
 
 	// Flux puts its version back: the change is Flux's again.
 	obj, written = apply(t, "kustomize-controller", virtualService(ns, "reviews",
@@ -284,6 +298,20 @@ func TestFluxAppliedThenKubectlEdited(t *testing.T) {
 	c = r.rec.waitChange(t, "VirtualService", ns, "reviews", 3, written)
 	wantChange(t, c, reconcile.MeshChange{Ref: vsRef(ns, "reviews"), Generation: 3, ResourceVersion: obj.GetResourceVersion(),
 		Manager: "kustomize-controller", GitOpsOwner: owner})
+	// The forced apply took the edited field back: the editor owns no spec field any more,
+	// so an out-of-band edit resolves once the GitOps controller reverts it.
+	if w, ok := specWriteBy(c, "kubectl-edit"); ok {
+		t.Errorf("kubectl-edit still owns spec fields after Flux's apply: %+v", w)
+	}
+}
+
+func specWriteBy(c reconcile.MeshChange, manager string) (reconcile.SpecWrite, bool) {
+	for _, w := range c.SpecWrites {
+		if w.Manager == manager {
+			return w, true
+		}
+	}
+	return reconcile.SpecWrite{}, false
 }
 
 func TestStatusAndMetadataWritesAreNoChange(t *testing.T) {
@@ -397,7 +425,9 @@ func TestInitialListCarriesSpecWriteTime(t *testing.T) {
 		t.Fatalf("%d changes at start, want 1: %+v", len(got), got)
 	}
 	c := got[0].change
-	wantChange(t, c, reconcile.MeshChange{Ref: vsRef(ns, "productpage"), Generation: 1, ResourceVersion: edited.GetResourceVersion(), Manager: "kustomize-controller"})
+	// Written more than a second before the watcher started: the baseline, with its reach.
+	wantChange(t, c, reconcile.MeshChange{Ref: vsRef(ns, "productpage"), Generation: 1, ResourceVersion: edited.GetResourceVersion(), Manager: "kustomize-controller",
+		Baseline: true, Reach: reconcile.Reach{Known: true, Hosts: []string{"reviews"}}})
 	if !c.ObservedAt.Equal(specAt) {
 		t.Errorf("initial change observed at %s, want the spec write's managedFields time %s (object created %s)",
 			c.ObservedAt, specAt, obj.GetCreationTimestamp())

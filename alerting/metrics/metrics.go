@@ -1,7 +1,9 @@
 // Package metrics exposes meshdrift's view as Prometheus metrics. Current state is read from
 // the store at scrape time (metric families as data, as kube-state-metrics does); the
 // propagation latency histogram is fed by the store's transitions. Labels are bounded:
-// adapter, source, kind, state — never an object or proxy name.
+// adapter, source, kind, state — never an object or proxy name — and istiod on the clock
+// gauges: one series per istiod pod (replicas times revisions, a handful), read from the
+// current snapshot so that a deleted pod's series goes with it.
 package metrics
 
 import (
@@ -28,6 +30,10 @@ var (
 		"Tracked mesh object changes by propagation state.", []string{"state"}, nil)
 	rollupsDesc = prometheus.NewDesc("meshdrift_app_propagation",
 		"GitOps app revisions by propagation state of their mesh objects.", []string{"source", "state"}, nil)
+	clockOffsetDesc = prometheus.NewDesc("meshdrift_istiod_clock_offset_seconds",
+		"How far the istiod's clock is ahead of meshdrift's (negative: behind), the value closest to zero its reads allow; absent until bounded both ways. Beyond 2s either way propagation verdicts are not reliable.", []string{"istiod"}, nil)
+	clockErrorDesc = prometheus.NewDesc("meshdrift_istiod_clock_offset_error_seconds",
+		"Width of the bounds on meshdrift_istiod_clock_offset_seconds: the estimate is within it of the true offset.", []string{"istiod"}, nil)
 	restrictedDesc = prometheus.NewDesc("meshdrift_istiod_views_restricted",
 		"istiod instances that show meshdrift fewer proxies than are connected to them, or refuse to show any (debug-endpoint authorization); propagation through them is Unknown.", nil, nil)
 )
@@ -42,7 +48,7 @@ func NewCollector(store Snapshotter) *Collector { return &Collector{store: store
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc, restrictedDesc} {
+	for _, d := range []*prometheus.Desc{appsDesc, sourceUpDesc, proxiesDesc, changesDesc, rollupsDesc, restrictedDesc, clockOffsetDesc, clockErrorDesc} {
 		ch <- d
 	}
 }
@@ -108,6 +114,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(restrictedDesc, prometheus.GaugeValue, restricted)
+
+	for _, v := range s.Istiods {
+		if c := v.ClockOffset; c.Known() {
+			ch <- prometheus.MustNewConstMetric(clockOffsetDesc, prometheus.GaugeValue, c.Estimate().Seconds(), v.Istiod)
+			ch <- prometheus.MustNewConstMetric(clockErrorDesc, prometheus.GaugeValue, c.Error().Seconds(), v.Istiod)
+		}
+	}
 }
 
 // worstState is a proxy's worst state over its types; a proxy with no type sent counts

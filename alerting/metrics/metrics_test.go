@@ -48,6 +48,34 @@ meshdrift_source_up{adapter="istiod"} 0
 	}
 }
 
+// The clock gauges: an istiod whose offset is bounded both ways has them, at the value
+// closest to zero its bounds allow; one with only a lower bound has none.
+func TestClockOffsetGauge(t *testing.T) {
+	store := reconcile.NewStore(reconcile.PropagationConfig{}, nil)
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	// istiod-a is 1.5 s ahead: its Date headers say so, read twice at different phases.
+	for i, ms := range []int{100, 700} {
+		start := at.Add(time.Duration(i)*time.Second + time.Duration(ms)*time.Millisecond)
+		store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-a", ReadStartedAt: start, ObservedAt: start.Add(10 * time.Millisecond),
+			ServerDate: start.Add(1500 * time.Millisecond).Truncate(time.Second)})
+	}
+	store.ObserveIstiod(reconcile.IstiodView{Istiod: "istiod-b", ObservedAt: at, Proxies: []reconcile.ProxyStatus{
+		{ID: "a", Types: []reconcile.XDSStatus{{State: reconcile.StateSynced, SentAt: at.Add(-time.Second)}}},
+	}})
+	want := `
+# HELP meshdrift_istiod_clock_offset_error_seconds Width of the bounds on meshdrift_istiod_clock_offset_seconds: the estimate is within it of the true offset.
+# TYPE meshdrift_istiod_clock_offset_error_seconds gauge
+meshdrift_istiod_clock_offset_error_seconds{istiod="istiod-a"} 0.61
+# HELP meshdrift_istiod_clock_offset_seconds How far the istiod's clock is ahead of meshdrift's (negative: behind), the value closest to zero its reads allow; absent until bounded both ways. Beyond 2s either way propagation verdicts are not reliable.
+# TYPE meshdrift_istiod_clock_offset_seconds gauge
+meshdrift_istiod_clock_offset_seconds{istiod="istiod-a"} 1.29
+`
+	if err := testutil.CollectAndCompare(NewCollector(store), strings.NewReader(want),
+		"meshdrift_istiod_clock_offset_seconds", "meshdrift_istiod_clock_offset_error_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPropagationHistogram(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	p, err := NewPropagation(reg)

@@ -501,20 +501,3 @@ func rank[K comparable](m map[K]int, k K) int {
 	}
 	return len(m)
 }
-
-// ownedBy reports whether app a manages the changed object. It mirrors reconcile's
-// roll-up join (unexported there): the object is in the app's inventory, or its tracking
-// label or annotation names the app (label tracking carries no namespace).
-func ownedBy(c reconcile.MeshChange, a reconcile.App) bool {
-	o := c.GitOpsOwner
-	if o.Name != "" && o.Source == a.Key.Source && o.Kind == a.Key.Kind && o.Name == a.Key.Name &&
-		(o.Namespace == "" || o.Namespace == a.Key.Namespace) {
-		return true
-	}
-	for _, obj := range a.Objects {
-		if obj.Ref == c.Ref {
-			return true
-		}
-	}
-	return false
-}

@@ -169,7 +169,7 @@ func (h *Handler) appDetail(r *http.Request) (AppDetail, bool) {
 	}
 	d := AppDetail{GeneratedAt: h.now().UTC(), App: appOf(*app, s.Propagation), Changes: []Change{}, Findings: []Finding{}}
 	for _, p := range s.Changes {
-		if ownedBy(p.Change, *app) {
+		if app.Owns(p.Change) {
 			d.Changes = append(d.Changes, changeOf(p))
 		}
 	}

@@ -52,7 +52,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	now := time.Now()
 	a.store.Evaluate(now)
-	snap := a.store.Snapshot()
+	snap := a.snapshot()
 	printSnapshot(stdout, snap)
 	printUnverified(stdout, snap)
 	printFindings(stdout, findings.Current(snap, cfg.Findings.Engine(), now))

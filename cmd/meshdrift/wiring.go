@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -53,6 +54,10 @@ type app struct {
 	engine         *findings.Engine
 	dispatcher     *dispatch.Dispatcher
 	findingMetrics *metrics.Findings
+	// objects and namespaces feed the checks that judge every mesh object and namespace
+	// (out-of-band edits, orphans, revision drift), not only recent changes.
+	objects    *reconcile.MeshObjects
+	namespaces *mesh.Namespaces
 }
 
 // wire builds every part the configuration enables.
@@ -63,7 +68,12 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	store := reconcile.NewStore(reconcile.PropagationConfig{Grace: cfg.Reconcile.StaleGrace.D()}, latency)
+	store := reconcile.NewStore(reconcile.PropagationConfig{
+		Grace: cfg.Reconcile.StaleGrace.D(),
+		// Changes in a final state are looked at again as often as istiod is read normally.
+		Recheck:    cfg.Istio.PollInterval.D(),
+		MaxChanges: cfg.Reconcile.MaxChanges,
+	}, latency)
 	if err := reg.Register(metrics.NewCollector(store)); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
@@ -90,11 +100,19 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	if cfg.Flux.Enabled {
 		errs = append(errs, a.wireFlux(dyn, disc))
 	}
-	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, store, store, reg, log)
+	a.objects = reconcile.NewMeshObjects()
+	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, reconcile.MeshSinks{store, a.objects}, store, reg, log)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
 		a.components = append(a.components, component{name: "mesh", run: meshWatcher.Run, synced: meshWatcher.HasSynced})
+	}
+	md, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("kubernetes metadata client: %w", err))
+	} else {
+		a.namespaces = mesh.NewNamespaces(md, 0)
+		a.components = append(a.components, component{name: "namespaces", run: a.namespaces.Run, synced: a.namespaces.HasSynced})
 	}
 	if cfg.Istio.Enabled {
 		errs = append(errs, a.wireIstio(restCfg))
@@ -174,12 +192,27 @@ func (a *app) wireFindings(restCfg *rest.Config) error {
 // evaluateFindings runs one findings pass over the store's latest state and hands the
 // result to the sinks.
 func (a *app) evaluateFindings(now time.Time) {
-	for _, tr := range a.engine.Evaluate(a.store.Snapshot()) {
+	for _, tr := range a.engine.Evaluate(a.snapshot()) {
 		a.findingMetrics.Transitioned(tr, now)
 	}
 	if a.dispatcher != nil {
 		a.dispatcher.Update(a.engine.Findings())
 	}
+}
+
+// snapshot is the store's snapshot with every mesh object and namespace added.
+func (a *app) snapshot() reconcile.Snapshot {
+	snap := a.store.Snapshot()
+	if a.objects != nil {
+		snap.Objects = a.objects.List()
+	}
+	// Static addresses without revisions all read as the default revision: comparing
+	// namespaces with that would report every canary namespace.
+	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
+	if a.namespaces != nil && revisionsKnown {
+		snap.Namespaces = a.namespaces.List()
+	}
+	return snap
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -268,6 +301,9 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 			if i < len(c.MonitoringAddresses) {
 				t.MonitoringAddr = c.MonitoringAddresses[i]
 			}
+			if i < len(c.Revisions) {
+				t.Revision = c.Revisions[i]
+			}
 			ts = append(ts, t)
 		}
 		targets, err = istio.StaticTargets(ts)
@@ -315,9 +351,17 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 }
 
 // evaluate recomputes propagation whenever an observation arrives and at least every
-// second (grace periods expire without any event); while a change is unresolved istiod
-// is read faster, so that a propagated change is seen within a fraction of a second.
+// second (grace periods expire without any event). While a change is in flight istiod is
+// read at the fast interval, so that its propagation is seen within a fraction of a
+// second, for no more than the configured share of the time (reconcile.PollPacer).
 func (a *app) evaluate(ctx context.Context) error {
+	pacer, err := reconcile.NewPollPacer(reconcile.FastPollConfig{
+		Interval: a.cfg.Reconcile.FastPoll.Interval.D(),
+		MaxShare: a.cfg.Reconcile.FastPoll.MaxShare,
+	})
+	if err != nil {
+		return fmt.Errorf("fast polling: %w", err)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	fast := false
@@ -329,16 +373,24 @@ func (a *app) evaluate(ctx context.Context) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		unresolved := a.store.Evaluate(now)
+		a.store.Evaluate(now)
 		a.evaluateFindings(now)
-		if a.reader != nil && unresolved != fast {
-			fast = unresolved
+		if a.reader == nil {
+			continue
+		}
+		inFlight, started := a.store.InFlight()
+		f := pacer.Fast(now, inFlight)
+		if f != fast {
+			fast = f
 			if fast {
-				a.reader.SetInterval(250 * time.Millisecond)
-				a.reader.Poke()
+				a.reader.SetInterval(pacer.Interval())
 			} else {
-				a.reader.SetInterval(a.cfg.Istio.PollInterval.D())
+				a.reader.SetInterval(0) // the configured interval
 			}
+		}
+		if fast && started {
+			// A read now, before istiod's debounce ends, brackets the change's push.
+			a.reader.Poke()
 		}
 	}
 }

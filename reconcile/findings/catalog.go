@@ -11,8 +11,8 @@ import (
 // docs/findings.md (`go generate ./reconcile/findings`).
 //
 // Numbering: MD01xx GitOps apps, MD02xx propagation of mesh changes, MD03xx istiod and
-// proxies, MD04xx meshdrift's sources. MD05xx to MD08xx are reserved for the semantic
-// checks. A code is never renumbered and a retired code is never reused, even for a
+// proxies, MD04xx meshdrift's sources. MD05xx to MD08xx are the semantic checks: MD07xx
+// control-plane revision drift, MD08xx out-of-band edits and orphans (derive_drift.go). A code is never renumbered and a retired code is never reused, even for a
 // similar problem: codes are alert labels, silences and doc anchors people keep. To retire
 // one, set Retired and leave its entry here.
 
@@ -80,6 +80,12 @@ const (
 
 	CodeRouteNotAccepted     Code = "MD0601"
 	CodeRouteRefsNotResolved Code = "MD0602"
+
+	CodeNamespaceRevisionDrift Code = "MD0701"
+	CodeProxyVersionDrift      Code = "MD0702"
+
+	CodeOutOfBandEdit Code = "MD0801"
+	CodeOrphanObject  Code = "MD0802"
 )
 
 var catalog = []Entry{
@@ -250,6 +256,30 @@ var catalog = []Entry{
 		Summary:     "{object}: {detail}",
 		Description: "A Gateway API route reports `ResolvedRefs=False` for one of its parents: a backend it names does not exist, is in another namespace without a ReferenceGrant, or is of an unsupported kind. Requests to those rules fail (500 or 503).",
 		Remedy:      "Read the condition's reason and message, then create the backend, fix its name or port, or add the ReferenceGrant.",
+	},
+	{
+		Code: CodeNamespaceRevisionDrift, Name: "NamespaceRevisionDrift", Severity: SeverityWarning, For: 10 * time.Minute,
+		Summary:     "proxies in {object} run on another istiod revision than the namespace selects: {detail}",
+		Description: "The namespace's `istio.io/rev` label (or `istio-injection=enabled`, which selects the `default` revision) names one control-plane revision, but istiod's views show proxies of the namespace connected to an istiod of another revision: pods injected before the label changed (a canary upgrade whose workloads were never restarted), or a label nobody meant. Pods whose own `istio.io/rev` label overrides the namespace's, and revision tags, are not resolved yet: suppress such namespaces with `findings.ignore`. `istioctl analyze` has no live counterpart (IST0143 and IST0144 check labels, not connected proxies).",
+		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that they are injected by the selected revision, or fix the namespace label.",
+	},
+	{
+		Code: CodeProxyVersionDrift, Name: "ProxyVersionDrift", Severity: SeverityInfo, For: 10 * time.Minute,
+		Summary:     "proxy {proxy} runs Istio {detail}",
+		Description: "The proxy's Istio version differs from the version of the istiod it is connected to, as both report it over xDS, compared by the numeric parts both carry (a `1.31-dev` build matches `1.31.0`). A skew within Istio's supported range works, but a proxy left on an old version misses fixes and is the usual cause of MD0305 after an upgrade.",
+		Remedy:      "Restart the proxy's workload so that it is injected with the current proxy image (`kubectl rollout restart`).",
+	},
+	{
+		Code: CodeOutOfBandEdit, Name: "MeshObjectEditedOutOfBand", Severity: SeverityWarning, For: 0,
+		Summary:     "{object} of {app} was changed outside Git by {detail}",
+		Description: "A field manager that is not the owning GitOps controller (kustomize-controller, helm-controller, Argo CD's controller, or one in `findings.allowedManagers`) wrote spec fields of the object after the app last applied: a `kubectl edit`, `patch` or `apply`, a script or an operator. The evidence names the manager, its operation, when, and the top-level spec fields it owns. This reads `managedFields`, so it is independent of the GitOps tool's own diff and also catches fields Git never mentions, which the tool leaves alone. The finding resolves when the app applies again after the edit.",
+		Remedy:      "Bring the change into Git, or let the GitOps tool revert it (Flux reverts on its next reconciliation when the field is in Git; sync the Argo CD app). If the manager is meant to write the object, add it to `findings.allowedManagers`.",
+	},
+	{
+		Code: CodeOrphanObject, Name: "MeshObjectOrphaned", Severity: SeverityInfo, For: 10 * time.Minute,
+		Summary:     "{object} affects traffic but no GitOps app owns it",
+		Description: "The mesh object carries no Argo CD tracking annotation or label and is listed in no Flux Kustomization or HelmRelease inventory, so Git does not describe it. Derived only while every enabled GitOps source is read in full: an unreachable source never makes objects look orphaned. Telemetry objects, which do not route or secure traffic, are not reported.",
+		Remedy:      "Add the object to Git under an app, or delete it; suppress objects that are meant to live outside Git with the `meshdrift.io/ignore: MD0802` annotation.",
 	},
 }
 

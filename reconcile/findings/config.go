@@ -6,6 +6,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,10 @@ type Config struct {
 	SignalWindow time.Duration
 	// Ignore suppresses findings by code, namespace and app.
 	Ignore []IgnoreRule
+	// AllowedManagers are field managers whose writes to GitOps-owned mesh objects are
+	// not out-of-band edits (MD0801), besides the GitOps controllers themselves: an
+	// operator or autoscaler meant to write them.
+	AllowedManagers []string
 }
 
 // IgnoreRule suppresses the findings that match all of its non-empty fields.
@@ -104,6 +109,20 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("ignore[%d]: %w", i, err))
 			}
 		}
+	}
+	seen := map[string]bool{}
+	for i, m := range c.AllowedManagers {
+		switch {
+		case strings.TrimSpace(m) == "":
+			errs = append(errs, fmt.Errorf("allowedManagers[%d]: must not be empty", i))
+		case m != strings.TrimSpace(m):
+			errs = append(errs, fmt.Errorf("allowedManagers[%d] %q: must not begin or end with spaces", i, m))
+		case seen[m]:
+			errs = append(errs, fmt.Errorf("allowedManagers[%d] %q: listed twice", i, m))
+		case gitOpsManagers[m]:
+			errs = append(errs, fmt.Errorf("allowedManagers[%d] %q: a GitOps controller, always allowed", i, m))
+		}
+		seen[m] = true
 	}
 	return errors.Join(errs...)
 }

@@ -75,6 +75,9 @@ func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
 	d.changes(snap, owners, explained)
 	d.istiods(snap, explained, increases)
 	d.sources(snap)
+	d.outOfBand(snap, owners, cfg.AllowedManagers)
+	d.orphans(snap, owners)
+	d.revisions(snap)
 	slices.SortFunc(d.out.Problems, compareProblems)
 	return d.out
 }
@@ -429,9 +432,10 @@ func restrictionDetail(r reconcile.ViewRestriction) string {
 }
 
 // clockProblem says whether istiod's clock is off from meshdrift's by more than the
-// verdicts tolerate, as the store judges it from its reads. IstiodView does not carry that
-// verdict yet; when it does, this is the one place to read it.
-func clockProblem(reconcile.IstiodView) (evidence string, tooLarge bool) { return "", false }
+// verdicts tolerate, as the store judges it from its reads (reconcile/clock.go).
+func clockProblem(v reconcile.IstiodView) (evidence string, tooLarge bool) {
+	return v.ClockProblem, v.ClockProblem != ""
+}
 
 // Source names as the adapters report them.
 const (

@@ -178,6 +178,15 @@ func TestDerive(t *testing.T) {
 			holds: []Hold{{Object: vs("shop", "reviews"), Reason: "istiod istiod-1 cannot be read"}, {Istiod: "istiod-1", Reason: "istiod/istiod-1"}},
 		},
 		{
+			name: "istiod whose clock is off by more than verdicts tolerate: MD0306",
+			snap: reconcile.Snapshot{
+				Istiods: []reconcile.IstiodView{{Istiod: "istiod-0", ObservedAt: t0, ClockProblem: "istiod's clock is 3.2s ahead of meshdrift's (±0.1s)"}},
+			},
+			want: []Problem{
+				{Code: CodeIstiodClockOffset, Subject: Subject{Istiod: "istiod-0"}, Evidence: "istiod's clock is 3.2s ahead of meshdrift's (±0.1s)"},
+			},
+		},
+		{
 			name: "restricted view: MD0302 with the fix, the change is unknown, proxy findings held",
 			snap: reconcile.Snapshot{
 				Istiods: []reconcile.IstiodView{{Istiod: "istiod-0", ObservedAt: t0, Restriction: &reconcile.ViewRestriction{

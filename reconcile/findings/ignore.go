@@ -66,12 +66,21 @@ func newSuppression(snap reconcile.Snapshot, rules []IgnoreRule) suppression {
 			s.apps[a.Key] = codes
 		}
 	}
+	// Objects carry the latest annotation of every object, so they are read last and win
+	// over a change recorded earlier.
+	raw := map[reconcile.ObjectRef]string{}
 	for _, p := range snap.Changes {
-		if codes := ParseIgnore(p.Change.Ignore); len(codes) > 0 {
+		raw[p.Change.Ref] = p.Change.Ignore
+	}
+	for _, c := range snap.Objects {
+		raw[c.Ref] = c.Ignore
+	}
+	for ref, v := range raw {
+		if codes := ParseIgnore(v); len(codes) > 0 {
 			if s.objects == nil {
 				s.objects = map[reconcile.ObjectRef][]Code{}
 			}
-			s.objects[p.Change.Ref] = codes
+			s.objects[ref] = codes
 		}
 	}
 	return s

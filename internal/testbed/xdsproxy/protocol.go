@@ -253,10 +253,15 @@ func (p *Proxy) answerLocked(t string, st *typeProto) error {
 	}
 	st.pending = nil
 
+	p.mu.Lock()
+	msg, when := p.nackMsg, p.nackWhen
+	p.mu.Unlock()
+	if mode == ModeACK && when != "" {
+		if named := rejectedNames(t, pr.resources, when); named != "" {
+			mode, msg = ModeNACK, named+": "+msg
+		}
+	}
 	if mode == ModeNACK {
-		p.mu.Lock()
-		msg := p.nackMsg
-		p.mu.Unlock()
 		st.nonce = pr.nonce
 		sent, err := p.sendLocked(t, st, &spb.Status{Code: nackErrorCode, Message: msg})
 		if sent {

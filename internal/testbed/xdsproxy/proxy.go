@@ -101,6 +101,10 @@ type Config struct {
 	Mode Mode
 	// NACKMessage default DefaultNACKMessage.
 	NACKMessage string
+	// NACKWhenContains, when set, makes a proxy in ModeACK reject the responses one of
+	// whose resources contains it, the way Envoy rejects one bad object among good ones:
+	// see SetNACKWhenContains.
+	NACKWhenContains string
 
 	// MaxConnectAttempts bounds Start's retries on ResourceExhausted (istiod's connection rate
 	// limit) and Unavailable (istiod not ready); default 10.
@@ -201,6 +205,7 @@ type Proxy struct {
 	mode      Mode
 	typeModes map[string]Mode
 	nackMsg   string
+	nackWhen  string
 	connected bool
 	stopped   bool
 	streamErr error
@@ -221,6 +226,7 @@ func New(cfg Config) *Proxy {
 		mode:        cfg.Mode,
 		typeModes:   map[string]Mode{},
 		nackMsg:     cfg.NACKMessage,
+		nackWhen:    cfg.NACKWhenContains,
 		obs:         map[string]*TypeState{},
 		stoppedCh:   make(chan struct{}),
 		changed:     make(chan struct{}),
@@ -311,6 +317,18 @@ func (p *Proxy) ClearTypeMode(typeURL string) {
 func (p *Proxy) SetNACKMessage(msg string) {
 	p.mu.Lock()
 	p.nackMsg = msg
+	p.mu.Unlock()
+}
+
+// SetNACKWhenContains makes the proxy, while in ModeACK for a type, NACK the responses of
+// which a resource contains substr (in any string field, e.g. a route name or host) and
+// ACK the others. The NACK's message names the offending resources as Envoy does
+// ("Error adding/updating cluster(s) <name>: <NACK message>"; for route configurations
+// also the virtual hosts that contain substr), followed by the SetNACKMessage text. ""
+// turns it off.
+func (p *Proxy) SetNACKWhenContains(substr string) {
+	p.mu.Lock()
+	p.nackWhen = substr
 	p.mu.Unlock()
 }
 

@@ -619,3 +619,60 @@ func checkNoProxyGoroutines(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// NACKWhenContains rejects only the responses with a resource that contains the text, and
+// names that resource the way Envoy does, so a test can reject one object's config among
+// others.
+func TestNACKWhenContains(t *testing.T) {
+	srv := newFakeADS(t)
+	srv.set(t, TypeCluster, "v1", staticCluster("BlackHoleCluster"))
+	srv.set(t, TypeListener, "v1")
+	cfg := testConfig(srv.addr)
+	cfg.NACKWhenContains = "bad.shop"
+	cfg.NACKMessage = "invalid lb policy"
+	p := startProxy(t, cfg)
+	waitInitialACKs(t, srv, p)
+
+	from := srv.mark()
+	nonce := srv.set(t, TypeCluster, "v2", staticCluster("outbound|8080||good.shop.svc.cluster.local"), staticCluster("outbound|9080||bad.shop.svc.cluster.local"))
+	nack := srv.waitRequest(t, from, ackOf(TypeCluster, nonce))
+	const want = "Error adding/updating cluster(s) outbound|9080||bad.shop.svc.cluster.local: invalid lb policy"
+	if nack.GetVersionInfo() != "v1" || nack.GetErrorDetail().GetMessage() != want {
+		t.Errorf("answer = version %q error %v, want a NACK of v2 saying %q", nack.GetVersionInfo(), nack.GetErrorDetail(), want)
+	}
+
+	// Without the offending resource the same proxy ACKs.
+	from = srv.mark()
+	nonce = srv.set(t, TypeCluster, "v3", staticCluster("outbound|8080||good.shop.svc.cluster.local"))
+	if ack := srv.waitRequest(t, from, ackOf(TypeCluster, nonce)); ack.GetVersionInfo() != "v3" || ack.GetErrorDetail() != nil {
+		t.Errorf("answer = %v, want an ACK of v3", ack)
+	}
+
+	// Switched off, it ACKs what it rejected before.
+	p.SetNACKWhenContains("")
+	from = srv.mark()
+	nonce = srv.set(t, TypeCluster, "v4", staticCluster("outbound|9080||bad.shop.svc.cluster.local"))
+	if ack := srv.waitRequest(t, from, ackOf(TypeCluster, nonce)); ack.GetVersionInfo() != "v4" || ack.GetErrorDetail() != nil {
+		t.Errorf("answer = %v, want an ACK of v4", ack)
+	}
+}
+
+func TestRejectedNamesOfRoutes(t *testing.T) {
+	good := routeConfig("8080", "good-route")
+	bad := routeConfig("9080", "meshdrift-reject-me")
+	var res []namedResource
+	for _, rc := range []*routev3.RouteConfiguration{good, bad} {
+		a, err := anypb.New(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, decodeResources([]*anypb.Any{a})...)
+	}
+	const want = "Error adding/updating route configuration(s) 9080 (virtual host reviews.default.svc.cluster.local:9080)"
+	if got := rejectedNames(TypeRoute, res, "reject-me"); got != want {
+		t.Errorf("rejectedNames = %q, want %q", got, want)
+	}
+	if got := rejectedNames(TypeRoute, res, "absent"); got != "" {
+		t.Errorf("rejectedNames without a match = %q", got)
+	}
+}

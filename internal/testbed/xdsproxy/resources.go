@@ -1,7 +1,9 @@
 package xdsproxy
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,6 +22,8 @@ const typeHCM = "type.googleapis.com/envoy.extensions.filters.network.http_conne
 type namedResource struct {
 	name string
 	msg  proto.Message
+	// raw is the resource as istiod encoded it; string fields appear in it verbatim.
+	raw []byte
 }
 
 // decodeResources decodes each Any into its go-control-plane type (the imports above register
@@ -31,7 +35,7 @@ func decodeResources(anys []*anypb.Any) []namedResource {
 		if name == "" {
 			name = fmt.Sprintf("#%d", i) // unnamed or undecodable: keep it addressable
 		}
-		out = append(out, namedResource{name: name, msg: msg})
+		out = append(out, namedResource{name: name, msg: msg, raw: a.GetValue()})
 	}
 	return out
 }
@@ -73,6 +77,47 @@ func resourceName(m proto.Message) string {
 		return ""
 	}
 	return m.ProtoReflect().Get(f).String()
+}
+
+// rejectedNames is the start of an Envoy-like rejection message for the resources of a
+// response that contain substr: "Error adding/updating cluster(s) a, b" (Envoy's CDS and
+// LDS wording; the other types are worded alike), with the virtual hosts that contain it
+// for route configurations. "" when no resource contains substr.
+func rejectedNames(typeURL string, res []namedResource, substr string) string {
+	var names []string
+	for _, r := range res {
+		if !bytes.Contains(r.raw, []byte(substr)) {
+			continue
+		}
+		name := r.name
+		if rc, ok := r.msg.(*routev3.RouteConfiguration); ok {
+			var hosts []string
+			for _, vh := range rc.GetVirtualHosts() {
+				if b, err := proto.Marshal(vh); err == nil && bytes.Contains(b, []byte(substr)) {
+					hosts = append(hosts, vh.GetName())
+				}
+			}
+			if len(hosts) > 0 {
+				name += " (virtual host " + strings.Join(hosts, ", ") + ")"
+			}
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	noun := typeURL[strings.LastIndexByte(typeURL, '.')+1:]
+	switch typeURL {
+	case TypeCluster:
+		noun = "cluster"
+	case TypeListener:
+		noun = "listener"
+	case TypeRoute:
+		noun = "route configuration"
+	case TypeEndpoint:
+		noun = "cluster load assignment"
+	}
+	return "Error adding/updating " + noun + "(s) " + strings.Join(names, ", ")
 }
 
 // edsNames are the EDS resources the clusters need: eds_cluster_config.service_name, or the

@@ -1,0 +1,61 @@
+package reconcile
+
+import (
+	"slices"
+	"strings"
+	"sync"
+)
+
+// MeshObjects keeps the latest change of every mesh object that exists. The store keeps
+// changes only until they have propagated (and Retention passed); the checks that judge
+// objects rather than changes (out-of-band edits, orphans) need every object, for as
+// long as it exists.
+type MeshObjects struct {
+	mu      sync.RWMutex
+	objects map[ObjectRef]MeshChange
+}
+
+// NewMeshObjects returns an empty set.
+func NewMeshObjects() *MeshObjects {
+	return &MeshObjects{objects: map[ObjectRef]MeshChange{}}
+}
+
+// ObserveMeshChange records the object's latest state, or forgets a deleted one.
+func (o *MeshObjects) ObserveMeshChange(c MeshChange) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c.Deleted {
+		delete(o.objects, c.Ref)
+		return
+	}
+	o.objects[c.Ref] = c
+}
+
+// List returns every object, sorted by Ref.
+func (o *MeshObjects) List() []MeshChange {
+	o.mu.RLock()
+	out := make([]MeshChange, 0, len(o.objects))
+	for _, c := range o.objects {
+		out = append(out, c)
+	}
+	o.mu.RUnlock()
+	slices.SortFunc(out, func(a, b MeshChange) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })
+	return out
+}
+
+// MeshSinks passes every change to each sink in turn.
+type MeshSinks []MeshSink
+
+// ObserveMeshChange implements MeshSink.
+func (s MeshSinks) ObserveMeshChange(c MeshChange) {
+	for _, sink := range s {
+		sink.ObserveMeshChange(c)
+	}
+}
+
+// Namespace is a namespace's name and labels, read metadata-only: the revision checks
+// compare its istio.io/rev or istio-injection label with the istiod its proxies use.
+type Namespace struct {
+	Name   string
+	Labels map[string]string
+}
