@@ -3,7 +3,7 @@
 //	meshdrift serve     run continuously: watch, evaluate, expose status and metrics
 //	meshdrift check     read every source once, print the state, exit 1 on a problem
 //	meshdrift wait      block until an app's revision has propagated (for CI pipelines)
-//	meshdrift validate  check a configuration file
+//	meshdrift validate  check a configuration file, or mesh manifests offline
 //	meshdrift version   print the version
 package main
 
@@ -69,7 +69,7 @@ commands:
   serve     run continuously: watch Argo CD, Flux, istiod and mesh objects; serve status and metrics
   check     read every source once, print apps, proxies and propagation; exit 1 on a problem
   wait      wait until an app's revision has reached every proxy (exit 1 on NACK/stale/timeout)
-  validate  check a configuration file and exit
+  validate  check a configuration file (--config), or mesh manifests offline (PATH... or -)
   version   print the version
 
 Run 'meshdrift <command> -h' for the flags of a command.
@@ -128,22 +128,4 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
 		return false
 	}
 	return true
-}
-
-func runValidate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	file := fs.String("config", "", "configuration file to check (required)")
-	if !parseFlags(fs, args, stderr) {
-		return exitUsage
-	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "meshdrift validate: --config is required")
-		return exitUsage
-	}
-	if _, err := config.Load(*file); err != nil {
-		fmt.Fprintf(stderr, "meshdrift validate: %v\n", err)
-		return exitProblem
-	}
-	fmt.Fprintf(stdout, "%s: valid\n", *file)
-	return exitOK
 }

@@ -29,7 +29,7 @@ func TestRunCommands(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"validate", "--config", good}, exitOK, "valid"},
 		{[]string{"validate", "--config", bad}, exitProblem, `istio.transport "grpc"`},
-		{[]string{"validate"}, exitUsage, "--config is required"},
+		{[]string{"validate"}, exitUsage, "give --config FILE or manifest paths"},
 		{[]string{"serve", "--config", good, "--config.check"}, exitOK, "configuration valid"},
 		{[]string{"serve", "--config", bad, "--config.check"}, exitUsage, `istio.transport "grpc"`},
 		{[]string{"serve", "--log.format", "xml", "--config.check"}, exitUsage, "--log.format"},

@@ -67,6 +67,20 @@ const (
 	CodeSourceUnreachable  Code = "MD0401"
 	CodeSourceNotInstalled Code = "MD0402"
 
+	// Semantic checks (reconcile/checks): MD05xx Istio, MD06xx Gateway API.
+	CodeVSDestinationNotFound   Code = "MD0501"
+	CodeVSSubsetNotFound        Code = "MD0502"
+	CodeVSGatewayNotFound       Code = "MD0503"
+	CodeVSHostConflict          Code = "MD0504"
+	CodeDRSubsetNoPods          Code = "MD0505"
+	CodeGatewaySelectorNoPods   Code = "MD0506"
+	CodePolicySelectorNoPods    Code = "MD0507"
+	CodeMTLSConflict            Code = "MD0508"
+	CodeIstiodValidationMessage Code = "MD0509"
+
+	CodeRouteNotAccepted     Code = "MD0601"
+	CodeRouteRefsNotResolved Code = "MD0602"
+
 	CodeNamespaceRevisionDrift Code = "MD0701"
 	CodeProxyVersionDrift      Code = "MD0702"
 
@@ -176,6 +190,72 @@ var catalog = []Entry{
 		Summary:     "source {source} is enabled but its CRD is not installed",
 		Description: "meshdrift is configured to read this GitOps tool, but the API server does not serve its custom resource: there is nothing to read. It is the same for Argo CD and Flux, and it is not an outage (MD0401).",
 		Remedy:      "Install the tool, or disable it in meshdrift's configuration (`argocd.enabled`, `flux.enabled`).",
+	},
+	{
+		Code: CodeVSDestinationNotFound, Name: "VirtualServiceDestinationNotFound", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A VirtualService routes (or mirrors) to a host that no Service and no ServiceEntry visible from its namespace defines, so that route answers 503 (no healthy upstream) or is dropped. Hosts resolve as Istio resolves them: a short name gets the VirtualService's namespace (`reviews` in `default` is `reviews.default.svc.cluster.local`), a name with a dot is taken literally (so `reviews.other` is *not* the Service `reviews` in `other`), and a wildcard ServiceEntry host covers the names under it. Like `istioctl analyze` IST0101.",
+		Remedy:      "Use the Service's full name (`<name>.<namespace>.svc.cluster.local`) or a short name in the Service's own namespace, create the missing Service or ServiceEntry, or check its `exportTo`.",
+	},
+	{
+		Code: CodeVSSubsetNotFound, Name: "VirtualServiceSubsetNotFound", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A VirtualService route names a subset of a host, but no DestinationRule for that host (visible from the VirtualService's namespace) defines a subset of that name. Envoy gets a route to a cluster that does not exist and answers 503 (NR/NC). Like `istioctl analyze` IST0101.",
+		Remedy:      "Add the subset to the host's DestinationRule, or fix the subset or host name in the route.",
+	},
+	{
+		Code: CodeVSGatewayNotFound, Name: "VirtualServiceGatewayNotFound", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A VirtualService binds to an Istio Gateway (`gateways:` or a match's `gateways:`) that does not exist; a name without a namespace means the VirtualService's own namespace. The routes never reach that gateway. Like `istioctl analyze` IST0101.",
+		Remedy:      "Create the Gateway, or reference it as `<namespace>/<name>` when it lives in another namespace.",
+	},
+	{
+		Code: CodeVSHostConflict, Name: "VirtualServiceHostConflict", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "Two or more VirtualServices bound to the mesh gateway (sidecars) claim the same host. Istio then uses one of them, chosen by creation time, so which routes apply is undefined and changes when an object is re-created (a GitOps re-sync can do that). Like `istioctl analyze` IST0109.",
+		Remedy:      "Merge the VirtualServices into one, or use delegate VirtualServices.",
+	},
+	{
+		Code: CodeDRSubsetNoPods, Name: "DestinationRuleSubsetNoPods", Severity: SeverityWarning, For: 2 * time.Minute,
+		Summary:     "{object}: {detail}",
+		Description: "A DestinationRule subset's labels, together with the Service's selector, match no running pod, so traffic routed to the subset gets 503 (UH, no healthy upstream). Read from live pods (labels only). Like `istioctl analyze` IST0173.",
+		Remedy:      "Fix the subset's labels, or deploy the workload version they name.",
+	},
+	{
+		Code: CodeGatewaySelectorNoPods, Name: "GatewaySelectorNoPods", Severity: SeverityWarning, For: 2 * time.Minute,
+		Summary:     "{object}: {detail}",
+		Description: "An Istio Gateway's selector matches no running pod (in any namespace), so no gateway proxy serves its servers. Read from live pods (labels only). Like `istioctl analyze` IST0101 on the selector.",
+		Remedy:      "Fix the selector (e.g. `istio: ingressgateway`) or deploy the gateway.",
+	},
+	{
+		Code: CodePolicySelectorNoPods, Name: "PolicySelectorNoWorkload", Severity: SeverityInfo, For: 5 * time.Minute,
+		Summary:     "{object}: {detail}",
+		Description: "An AuthorizationPolicy, PeerAuthentication, RequestAuthentication or Sidecar selects workloads by labels that no running pod in its namespace has (any namespace for the root namespace), so it applies to nothing. An ALLOW or DENY policy that silently applies to nothing is a security gap. Read from live pods (labels only). Like `istioctl analyze` IST0127.",
+		Remedy:      "Fix the selector's labels, or remove the policy if the workload is gone.",
+	},
+	{
+		Code: CodeMTLSConflict, Name: "MTLSModeConflict", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A DestinationRule's client TLS mode contradicts the PeerAuthentication that applies to the host's namespace: clients send plain text (`DISABLE`) to servers that require mTLS (`STRICT`), or Istio mTLS (`ISTIO_MUTUAL`) to servers with mTLS off (`DISABLE`). The connections fail (503 UC, connection reset). Namespace-wide and mesh-wide PeerAuthentications are compared; ones with a selector are not yet. `istioctl analyze` has no current check for this (its IST0113 was retired).",
+		Remedy:      "Make the DestinationRule's `tls.mode` agree with the PeerAuthentication (usually remove `tls` and let Istio's auto mTLS choose), or change the PeerAuthentication.",
+	},
+	{
+		Code: CodeIstiodValidationMessage, Name: "IstiodValidationMessage", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "istiod wrote an analysis message into the object's `status.validationMessages` (istiod's status writing and analysis must be on: `PILOT_ENABLE_STATUS` and `--enableAnalysis`). meshdrift shows istiod's own verdict next to its checks.",
+		Remedy:      "Read the message code's page in Istio's documentation (the link is in the detail) and fix the object.",
+	},
+	{
+		Code: CodeRouteNotAccepted, Name: "GatewayRouteNotAccepted", Severity: SeverityWarning, For: time.Minute,
+		Summary:     "{object}: {detail}",
+		Description: "A Gateway API route (HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) reports `Accepted=False` for one of its parents: the gateway or mesh implementation (Istio, Linkerd) refused to attach it (no matching listener, hostname, namespace not allowed, ...), so none of its rules serve traffic through that parent although the GitOps tool applied it.",
+		Remedy:      "Read the condition's reason and message in the detail, then fix the route's `parentRefs`, hostnames or the Gateway's `allowedRoutes`.",
+	},
+	{
+		Code: CodeRouteRefsNotResolved, Name: "GatewayRouteRefsNotResolved", Severity: SeverityWarning, For: time.Minute,
+		Summary:     "{object}: {detail}",
+		Description: "A Gateway API route reports `ResolvedRefs=False` for one of its parents: a backend it names does not exist, is in another namespace without a ReferenceGrant, or is of an unsupported kind. Requests to those rules fail (500 or 503).",
+		Remedy:      "Read the condition's reason and message, then create the backend, fix its name or port, or add the ReferenceGrant.",
 	},
 	{
 		Code: CodeNamespaceRevisionDrift, Name: "NamespaceRevisionDrift", Severity: SeverityWarning, For: 10 * time.Minute,

@@ -1,0 +1,75 @@
+package checks
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// Manifest is one object read from a file.
+type Manifest struct {
+	Object *unstructured.Unstructured
+	Origin Origin
+}
+
+var docSeparator = regexp.MustCompile(`^---\s*(#.*)?$`)
+
+// ParseManifests reads the Kubernetes objects of a multi-document YAML (or JSON) file;
+// file names it in origins and errors. Items of a List are returned one by one, at the
+// List's line. Empty documents are skipped; a document that is not an object with
+// apiVersion and kind is an error.
+func ParseManifests(file string, data []byte) ([]Manifest, error) {
+	var out []Manifest
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	start, first := 0, 0 // first: line of the document's first content, 0 while none
+	flush := func(end int) error {
+		defer func() { start, first = end, 0 }()
+		if first == 0 {
+			return nil
+		}
+		doc := bytes.Join(lines[start:end], nil)
+		var obj map[string]any
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return fmt.Errorf("%s:%d: %w", file, first, err)
+		}
+		if obj == nil {
+			return nil
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetAPIVersion() == "" || u.GetKind() == "" {
+			return fmt.Errorf("%s:%d: not a Kubernetes object (apiVersion and kind are required)", file, first)
+		}
+		if u.IsList() {
+			list, err := u.ToList()
+			if err != nil {
+				return fmt.Errorf("%s:%d: %w", file, first, err)
+			}
+			for i := range list.Items {
+				out = append(out, Manifest{Object: &list.Items[i], Origin: Origin{File: file, Line: first}})
+			}
+			return nil
+		}
+		out = append(out, Manifest{Object: u, Origin: Origin{File: file, Line: first}})
+		return nil
+	}
+	for i, l := range lines {
+		trimmed := bytes.TrimSpace(l)
+		if docSeparator.Match(bytes.TrimRight(l, "\r\n")) {
+			if err := flush(i); err != nil {
+				return out, err
+			}
+			start = i + 1
+			continue
+		}
+		if first == 0 && len(trimmed) > 0 && trimmed[0] != '#' {
+			first = i + 1
+		}
+	}
+	if err := flush(len(lines)); err != nil {
+		return out, err
+	}
+	return out, nil
+}

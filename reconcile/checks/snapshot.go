@@ -1,0 +1,165 @@
+package checks
+
+import (
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// Defaults Istio itself uses when nothing says otherwise.
+const (
+	DefaultDomain        = "cluster.local"
+	DefaultRootNamespace = "istio-system"
+	// DefaultNamespace is given to manifests without a namespace, as kubectl apply does.
+	DefaultNamespace = "default"
+)
+
+// Origin is where an object was read from: a manifest file and the line its document
+// starts on; empty for objects read from the cluster.
+type Origin struct {
+	File string
+	Line int
+}
+
+// PodMeta is what checks may know of a pod: metadata only, never its spec.
+type PodMeta struct {
+	Namespace, Name     string
+	Labels, Annotations map[string]string
+}
+
+// Snapshot is the set of objects checks read, by kind.
+type Snapshot struct {
+	// Live says that pods and controller-written status are present and current. Checks
+	// with NeedsLive are skipped when it is false.
+	Live bool
+	// Served holds the kinds the API server serves; nil means every kind (manifests,
+	// where a kind with no objects is simply empty).
+	Served map[schema.GroupKind]bool
+	// Domain is the cluster's DNS domain, RootNamespace Istio's root namespace.
+	Domain        string
+	RootNamespace string
+	Pods          []PodMeta
+
+	objects map[schema.GroupKind][]*unstructured.Unstructured
+	origins map[reconcile.ObjectRef]Origin
+}
+
+// NewSnapshot returns an empty snapshot with Istio's default domain and root namespace.
+func NewSnapshot() *Snapshot {
+	return &Snapshot{
+		Domain: DefaultDomain, RootNamespace: DefaultRootNamespace,
+		objects: map[schema.GroupKind][]*unstructured.Unstructured{},
+		origins: map[reconcile.ObjectRef]Origin{},
+	}
+}
+
+// clusterScoped are the kinds checks read that have no namespace.
+var clusterScoped = map[schema.GroupKind]bool{{Kind: "Namespace"}: true}
+
+// Add adds an object; a namespaced object without a namespace gets DefaultNamespace. A
+// Pod is kept as PodMeta only. An object with the same kind, namespace and name as one
+// already added replaces it.
+func (s *Snapshot) Add(obj *unstructured.Unstructured, o Origin) {
+	gk := obj.GroupVersionKind().GroupKind()
+	if obj.GetNamespace() == "" && !clusterScoped[gk] {
+		obj.SetNamespace(DefaultNamespace)
+	}
+	if gk == (schema.GroupKind{Kind: "Pod"}) {
+		s.Pods = append(s.Pods, PodMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(),
+			Labels: obj.GetLabels(), Annotations: obj.GetAnnotations()})
+		return
+	}
+	ref := refOf(obj)
+	if _, dup := s.origins[ref]; dup {
+		s.objects[gk] = slices.DeleteFunc(s.objects[gk], func(u *unstructured.Unstructured) bool { return refOf(u) == ref })
+	}
+	s.objects[gk] = append(s.objects[gk], obj)
+	s.origins[ref] = o
+}
+
+// List returns the objects of a kind.
+func (s *Snapshot) List(gk schema.GroupKind) []*unstructured.Unstructured { return s.objects[gk] }
+
+// Get returns one object, nil when absent.
+func (s *Snapshot) Get(gk schema.GroupKind, namespace, name string) *unstructured.Unstructured {
+	for _, u := range s.objects[gk] {
+		if u.GetNamespace() == namespace && u.GetName() == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// Origin returns where an object was read from.
+func (s *Snapshot) Origin(ref reconcile.ObjectRef) (Origin, bool) {
+	o, ok := s.origins[ref]
+	return o, ok
+}
+
+func (s *Snapshot) unserved(inputs []schema.GroupVersionKind) []string {
+	if s.Served == nil {
+		return nil
+	}
+	var out []string
+	for _, gvk := range inputs {
+		if !s.Served[gvk.GroupKind()] {
+			out = append(out, gvk.GroupKind().String())
+		}
+	}
+	return out
+}
+
+// podsMatching returns how many pods in namespace ns ("" for every namespace) carry all
+// labels in every selector.
+func (s *Snapshot) podsMatching(ns string, selectors ...map[string]string) int {
+	n := 0
+	for _, p := range s.Pods {
+		if ns != "" && p.Namespace != ns {
+			continue
+		}
+		if matchesAll(p.Labels, selectors...) {
+			n++
+		}
+	}
+	return n
+}
+
+func matchesAll(labels map[string]string, selectors ...map[string]string) bool {
+	for _, sel := range selectors {
+		for k, v := range sel {
+			if got, ok := labels[k]; !ok || got != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func refOf(u *unstructured.Unstructured) reconcile.ObjectRef {
+	gvk := u.GroupVersionKind()
+	return reconcile.ObjectRef{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// Kinds checks read.
+var (
+	gkService         = schema.GroupKind{Kind: "Service"}
+	gkVirtualService  = schema.GroupKind{Group: "networking.istio.io", Kind: "VirtualService"}
+	gkDestinationRule = schema.GroupKind{Group: "networking.istio.io", Kind: "DestinationRule"}
+	gkGateway         = schema.GroupKind{Group: "networking.istio.io", Kind: "Gateway"}
+	gkServiceEntry    = schema.GroupKind{Group: "networking.istio.io", Kind: "ServiceEntry"}
+	gkSidecar         = schema.GroupKind{Group: "networking.istio.io", Kind: "Sidecar"}
+	gkAuthzPolicy     = schema.GroupKind{Group: "security.istio.io", Kind: "AuthorizationPolicy"}
+	gkPeerAuthn       = schema.GroupKind{Group: "security.istio.io", Kind: "PeerAuthentication"}
+	gkRequestAuthn    = schema.GroupKind{Group: "security.istio.io", Kind: "RequestAuthentication"}
+)
+
+type schemaGVK = schema.GroupVersionKind
+
+func gvk(gk schema.GroupKind, version string) schemaGVK { return gk.WithVersion(version) }
+
+// istioGroup says whether a group is one of Istio's config groups.
+func istioGroup(g string) bool { return strings.HasSuffix(g, ".istio.io") }
