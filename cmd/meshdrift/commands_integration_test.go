@@ -14,8 +14,14 @@ import (
 	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
 )
 
-// writeConfig writes a configuration file pointing meshdrift at the bed.
+// writeConfig writes a configuration file pointing meshdrift at the bed, with a 5 s grace.
 func writeConfig(t *testing.T, istiod *testbed.Istiod) string {
+	t.Helper()
+	return writeConfigGrace(t, istiod, 5*time.Second)
+}
+
+// writeConfigGrace is writeConfig with another stale grace.
+func writeConfigGrace(t *testing.T, istiod *testbed.Istiod, grace time.Duration) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meshdrift.yaml")
 	cfg := fmt.Sprintf(`kubeconfig: %s
@@ -29,8 +35,8 @@ istio:
   tokenFile: %s
   pollInterval: 1s
 reconcile:
-  staleGrace: 5s
-`, bed.kube.Kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile)
+  staleGrace: %s
+`, bed.kube.Kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile, grace)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestOutOfBandEditByFieldManager(t *testing.T) {
 	// at the generation that revision wrote, last written by kustomize-controller.
 	applied := func(revision string, generation int64) {
 		t.Helper()
-		eventuallyCmd(t, 60*time.Second, "flux applies "+revision, func() (bool, string) {
+		testbed.Eventually(t, 60*time.Second, "flux applies "+revision, func() (bool, string) {
 			snap := a.snapshot()
 			rev := ""
 			for _, app := range snap.Apps {
@@ -100,7 +100,7 @@ func TestOutOfBandEditByFieldManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got findings.Finding
-	eventuallyCmd(t, 15*time.Second, "MD0801 for the kubectl-edit", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "MD0801 for the kubectl-edit", func() (bool, string) {
 		fs := findingsAbout(a, findings.CodeOutOfBandEdit, ref)
 		if len(fs) != 1 {
 			return false, fmt.Sprintf("%d findings", len(fs))
@@ -160,7 +160,7 @@ func TestRevisionDriftOnTwoIstiods(t *testing.T) {
 	drift := func(wantDetail, wantProxy, otherProxy string) {
 		t.Helper()
 		var last findings.Finding
-		eventuallyCmd(t, 20*time.Second, "MD0701 "+wantDetail, func() (bool, string) {
+		testbed.Eventually(t, 20*time.Second, "MD0701 "+wantDetail, func() (bool, string) {
 			fs := findingsAbout(a, findings.CodeNamespaceRevisionDrift, nsRef)
 			if len(fs) != 1 {
 				return false, fmt.Sprintf("%d findings", len(fs))
@@ -186,7 +186,7 @@ func TestRevisionDriftOnTwoIstiods(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.Close() })
-	eventuallyCmd(t, 20*time.Second, "MD0702 for the old proxy", func() (bool, string) {
+	testbed.Eventually(t, 20*time.Second, "MD0702 for the old proxy", func() (bool, string) {
 		var states []string
 		for _, f := range a.engine.Findings() {
 			if f.Code == findings.CodeProxyVersionDrift {
@@ -226,7 +226,7 @@ func TestOrphanMeshObject(t *testing.T) {
 	applyVS(t, ns, "handmade", "5s")
 	owned := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: "owned"}
 	handmade := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: "handmade"}
-	eventuallyCmd(t, 60*time.Second, "flux applies the owned VirtualService", func() (bool, string) {
+	testbed.Eventually(t, 60*time.Second, "flux applies the owned VirtualService", func() (bool, string) {
 		for _, o := range a.snapshot().Objects {
 			if o.Ref == owned {
 				return o.Manager == "kustomize-controller", o.Manager
@@ -234,7 +234,7 @@ func TestOrphanMeshObject(t *testing.T) {
 		}
 		return false, "not seen\n" + bed.flux.LogTail(5)
 	})
-	eventuallyCmd(t, 20*time.Second, "MD0802 for the handmade VirtualService", func() (bool, string) {
+	testbed.Eventually(t, 20*time.Second, "MD0802 for the handmade VirtualService", func() (bool, string) {
 		fs := findingsAbout(a, findings.CodeOrphanObject, handmade)
 		if len(fs) != 1 {
 			var srcs []string

@@ -76,7 +76,7 @@ func TestNACKedChangeFiresOneAlertAndResolves(t *testing.T) {
 	written := applyVS(t, ns, "ratings", "4s")
 
 	var alerts []amAlert
-	eventuallyCmd(t, 10*time.Second, "one MD0201 alert in Alertmanager", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "one MD0201 alert in Alertmanager", func() (bool, string) {
 		alerts = activeAlerts(t, am, "MD0201")
 		return len(alerts) == 1, fmt.Sprint(alerts)
 	})
@@ -101,7 +101,7 @@ func TestNACKedChangeFiresOneAlertAndResolves(t *testing.T) {
 	}
 
 	// Events on the VirtualService, as kubectl describe shows them.
-	eventuallyCmd(t, 10*time.Second, "an Event on the VirtualService", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "an Event on the VirtualService", func() (bool, string) {
 		evs, err := bed.kube.Clientset.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -119,7 +119,7 @@ func TestNACKedChangeFiresOneAlertAndResolves(t *testing.T) {
 	// Fix: the proxy accepts again and Git's next revision reaches it.
 	p.SetMode(xdsproxy.ModeACK)
 	applyVS(t, ns, "ratings", "5s")
-	eventuallyCmd(t, 15*time.Second, "MD0201 resolved in meshdrift and gone from Alertmanager", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "MD0201 resolved in meshdrift and gone from Alertmanager", func() (bool, string) {
 		resolved := false
 		for _, f := range a.engine.Findings() {
 			if f.Code == findings.CodeChangeNACKed && f.Subject.Object.Namespace == ns {
@@ -129,19 +129,4 @@ func TestNACKedChangeFiresOneAlertAndResolves(t *testing.T) {
 		n := len(activeAlerts(t, am, "MD0201"))
 		return resolved && n == 0, fmt.Sprintf("resolved=%v active alerts=%d", resolved, n)
 	})
-}
-
-func eventuallyCmd(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last: %s", what, within, last)
 }

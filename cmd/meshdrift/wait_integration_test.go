@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,30 +10,6 @@ import (
 	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
 )
-
-// waitConfig is writeConfig with a stale grace long enough for a proxy to be held silent
-// on purpose without its change turning Stale.
-func waitConfig(t *testing.T, istiod *testbed.Istiod, grace time.Duration) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "meshdrift.yaml")
-	cfg := fmt.Sprintf(`kubeconfig: %s
-flux:
-  receiver: {enabled: false}
-istio:
-  transport: xds-tls
-  addresses: [%s]
-  monitoringAddresses: [%s]
-  caFile: %s
-  tokenFile: %s
-  pollInterval: 1s
-reconcile:
-  staleGrace: %s
-`, bed.kube.Kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile, grace)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // shopService gives the VirtualService's host a Service, so istiod builds an outbound
 // HTTP listener whose routes the test proxy takes over RDS.
@@ -67,7 +41,7 @@ func TestWaitHoldsUntilTheNewRevisionIsACKed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = own.Stop() })
-	cfg := waitConfig(t, own, 2*time.Minute)
+	cfg := writeConfigGrace(t, own, 2*time.Minute)
 	proxy := startProxy(t, own, "shop-v1-holds", ns, xdsproxy.ModeACK)
 
 	shaA, shaB := strings.Repeat("a1", 20), strings.Repeat("b2", 20)

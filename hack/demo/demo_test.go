@@ -103,7 +103,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Minute, "MD0201 firing, one alert, Events on the object and its Kustomization", func() (bool, string) {
+		testbed.Eventually(t, 2*time.Minute, "MD0201 firing, one alert, Events on the object and its Kustomization", func() (bool, string) {
 			var fs struct {
 				Findings []struct {
 					Code, State string
@@ -206,21 +206,6 @@ func children() []string {
 		}
 	}
 	return out
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last: %s", what, within, last)
 }
 
 func getJSON(url string, into any) error {

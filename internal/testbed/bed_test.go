@@ -84,21 +84,6 @@ func syncz(t *testing.T, istiod *testbed.Istiod) map[string]synczEntry {
 	return out
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last state: %s", what, timeout, last)
-}
-
 func startProxy(t *testing.T, pod, ns, ip string, mode xdsproxy.Mode) *xdsproxy.Proxy {
 	t.Helper()
 	p := xdsproxy.New(xdsproxy.Config{
@@ -167,7 +152,7 @@ spec:
 		t.Fatalf("route from the VirtualService never reached the proxy: %v\nistiod log:\n%s", err, bed.istiod.LogTail(30))
 	}
 	acked := p.Snapshot().Type(xdsproxy.TypeRoute).ACKedNonce
-	eventually(t, 10*time.Second, "syncz shows the RDS ACK", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "syncz shows the RDS ACK", func() (bool, string) {
 		e, ok := syncz(t, bed.istiod)[p.Name()]
 		if !ok {
 			return false, "proxy not in syncz"
@@ -204,7 +189,7 @@ func TestNACKInSynczAndIstioctl(t *testing.T) {
 	if _, err := bed.kube.Apply(ctx, "kubectl", fmt.Sprintf(serviceYAML, ns)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "syncz shows the NACK", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "syncz shows the NACK", func() (bool, string) {
 		e, ok := syncz(t, bed.istiod)[bad.Name()]
 		if !ok {
 			return false, "proxy not in syncz"
@@ -278,7 +263,7 @@ func TestKustomizeControllerAppliesArtifacts(t *testing.T) {
 	if err := bed.flux.ApplyKustomization(ctx, ns, "app", "repo", "./", false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "Kustomization Ready=True", func() (bool, string) {
+	testbed.Eventually(t, 30*time.Second, "Kustomization Ready=True", func() (bool, string) {
 		s, r, m := readyCondition(t, ns, "app")
 		return s == "True", s + "/" + r + ": " + m
 	})
@@ -292,7 +277,7 @@ func TestKustomizeControllerAppliesArtifacts(t *testing.T) {
 	if err := bed.flux.SetGitRepository(ctx, ns, "repo", broken); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "Kustomization Ready=False BuildFailed", func() (bool, string) {
+	testbed.Eventually(t, 30*time.Second, "Kustomization Ready=False BuildFailed", func() (bool, string) {
 		s, r, m := readyCondition(t, ns, "app")
 		return s == "False" && r == "BuildFailed", s + "/" + r + ": " + m
 	})
@@ -335,7 +320,7 @@ func TestNotificationControllerDeliversSignedEvents(t *testing.T) {
 	if err := bed.flux.ApplyKustomization(ctx, ns, "app", "repo", "./", false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "a signed event delivered", func() (bool, string) {
+	testbed.Eventually(t, 30*time.Second, "a signed event delivered", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, d := range got {
@@ -363,7 +348,7 @@ func TestAlertmanagerListsPostedAlert(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /api/v2/alerts: %s", resp.Status)
 	}
-	eventually(t, 10*time.Second, "alert listed", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "alert listed", func() (bool, string) {
 		resp, err := http.Get(bed.am.URL + "/api/v2/alerts?filter=alertname%3D%22MeshDriftBedProbe%22")
 		if err != nil {
 			return false, err.Error()
