@@ -72,6 +72,11 @@ type Watch struct {
 // documented on each field.
 type Config struct {
 	// Addr is istiod's plaintext xDS address (its --grpcAddr, 15010 in a cluster), host:port.
+	// A departure from production, where Envoy connects to 15012 with a workload
+	// certificate: there is no Envoy or SDS agent here to hold one. What the tests measure
+	// does not depend on it: istiod pushes, tracks ACKs and NACKs, and reports syncz the
+	// same for either port, and meshdrift itself reads istiod over TLS with a token, with
+	// debug-endpoint authorization on, as in production.
 	Addr string
 
 	PodName   string
