@@ -198,10 +198,10 @@ func TestFiringIsSentAtOnceAndResentEveryInterval(t *testing.T) {
 	if got := next(t, f).at; !got.Equal(t0.Add(2 * time.Minute)) {
 		t.Errorf("second resend at %s, want %s", got, t0.Add(2*time.Minute))
 	}
-	if got := counter(t, h.d.sinks[0].m.notifications.WithLabelValues("am", OutcomeSuccess)); got != 3 {
+	if got := settledCounter(t, h.d.sinks[0].m.notifications.WithLabelValues("am", OutcomeSuccess), 3); got != 3 {
 		t.Errorf("successes = %v, want 3", got)
 	}
-	if got := counter(t, h.d.sinks[0].m.lastSuccess.WithLabelValues("am")); got != float64(t0.Add(2*time.Minute).Unix()) {
+	if got := settledCounter(t, h.d.sinks[0].m.lastSuccess.WithLabelValues("am"), float64(t0.Add(2*time.Minute).Unix())); got != float64(t0.Add(2*time.Minute).Unix()) {
 		t.Errorf("last success = %v", got)
 	}
 }
@@ -306,14 +306,31 @@ func TestRetryBacksOffExponentiallyUpToTheCap(t *testing.T) {
 			t.Fatalf("calls at %v, want %v (backoff 1s, 2s, 4s, 4s, 4s)", at, want)
 		}
 	}
+	// The fake records a call before it returns; the dispatcher counts the outcome after.
 	m := h.d.sinks[0].m
-	if r, s := counter(t, m.notifications.WithLabelValues("am", OutcomeRetry)), counter(t, m.notifications.WithLabelValues("am", OutcomeSuccess)); r != 5 || s != 1 {
+	s := settledCounter(t, m.notifications.WithLabelValues("am", OutcomeSuccess), 1)
+	r := counter(t, m.notifications.WithLabelValues("am", OutcomeRetry))
+	if r != 5 || s != 1 {
 		t.Errorf("retry=%v success=%v, want 5 and 1", r, s)
 	}
 	// After the success the resend clock starts from the delivery.
 	h.step(time.Minute)
 	if got := next(t, f).at.Sub(t0); got != 15*time.Second+time.Minute {
 		t.Errorf("resend at %s, want 1m15s", got)
+	}
+}
+
+// settledCounter reads a metric once it shows want, or after 5 s: the fake notifier
+// records a call before it returns, and the dispatcher counts the outcome after.
+func settledCounter(t *testing.T, m prometheus.Collector, want float64) float64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := counter(t, m)
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
