@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -520,6 +521,9 @@ func (r *Reader) readTarget(ctx context.Context, c *targetClient) error {
 		r.setStatus(instanceSource(t.Name), err)
 		return err
 	}
+	// istiod's HTTP syncz also lists debug clients (meshdrift's own streams, istioctl):
+	// they are not proxies and receive no config.
+	proxies = slices.DeleteFunc(proxies, func(p reconcile.ProxyStatus) bool { return debugClientVersions[p.IstioVersion] })
 	for i := range proxies {
 		proxies[i].Revision = t.Revision
 	}
