@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshdrift/meshdrift/internal/testbed"
 )
 
 func testPod(name, rev string, phase corev1.PodPhase, ip string, ready bool) *corev1.Pod {
@@ -130,12 +132,12 @@ func TestPodTargetsReportListFailure(t *testing.T) {
 		return out
 	}
 	const forbidden = "istiod up=false istiod discovery: list/watch pods app=istiod,meshdrift-test=TestPodTargetsReportListFailure in istio-system: failed to list *v1.Pod: pods is forbidden: rbac says no"
-	eventually(t, 10*time.Second, "discovery down", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "discovery down", func() (bool, string) {
 		return slices.Equal(discovery(), []string{forbidden}), fmt.Sprintf("%q", discovery())
 	})
 	shim.forbid.Store(false)
 	// Allowed again, it finds no istiod pod with this selector: still down, for that reason.
-	eventually(t, 15*time.Second, "discovery works again", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "discovery works again", func() (bool, string) {
 		return slices.Equal(discovery(), []string{forbidden, "istiod up=false no istiod found"}), fmt.Sprintf("%q", discovery())
 	})
 }
@@ -200,7 +202,7 @@ func TestPodTargetsFollowPods(t *testing.T) {
 		t.Fatal("a pod without status was read")
 	}
 	setStatus("istiod-canary-7d9f", corev1.PodRunning, true)
-	eventually(t, 10*time.Second, "ready pod read", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "ready pod read", func() (bool, string) {
 		v, ok := rec.lastView("istiod-canary-7d9f")
 		return ok && v.Revision == "canary", fmt.Sprintf("%+v", v)
 	})
@@ -215,7 +217,7 @@ func TestPodTargetsFollowPods(t *testing.T) {
 
 	setStatus("istiod-canary-7d9f", corev1.PodRunning, false)
 	n := len(rec.snapshot().views)
-	eventually(t, 5*time.Second, "unready pod still read", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "unready pod still read", func() (bool, string) {
 		return len(rec.snapshot().views) > n+2, ""
 	})
 	if _, ok := rec.lastView("istiod-canary-starting"); ok {
@@ -225,7 +227,7 @@ func TestPodTargetsFollowPods(t *testing.T) {
 	if err := pods.Delete(ctx, "istiod-canary-7d9f", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "deleted pod forgotten", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "deleted pod forgotten", func() (bool, string) {
 		got := rec.snapshot().forgotten
 		return slices.Equal(got, []string{"istiod-canary-7d9f"}), fmt.Sprint(got)
 	})

@@ -65,7 +65,7 @@ func TestProxyTableMatchesRealIstioctl(t *testing.T) {
 	}
 	// The silent proxy must have ACKed its first config, or it would show NOT SENT
 	// rather than STALE after the push.
-	eventually(t, 15*time.Second, "all proxies synced", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "all proxies synced", func() (bool, string) {
 		v, err := readView(rx, recx)
 		if err != nil {
 			return false, err.Error()
@@ -82,7 +82,7 @@ func TestProxyTableMatchesRealIstioctl(t *testing.T) {
 	// istiod records ACKs and NACKs a moment after the push: wait until every state
 	// istioctl can print is there and two reads in a row agree.
 	prev := ""
-	eventually(t, 15*time.Second, "istiod's state settled", func() (bool, string) {
+	testbed.Eventually(t, 15*time.Second, "istiod's state settled", func() (bool, string) {
 		v, err := readView(rx, recx)
 		if err != nil {
 			return false, err.Error()

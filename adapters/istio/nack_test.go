@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/reconcile"
 )
 
@@ -141,13 +142,13 @@ func TestNACKStreamDeliversEvents(t *testing.T) {
 	r, rec, reg, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext, Interval: time.Hour},
 		[]Target{{Name: "istiod-old", Addr: srv.addr}})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "nack subscription", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
+	testbed.Eventually(t, 10*time.Second, "nack subscription", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
 
 	const reason = "route_config: invalid regex in virtual host ratings"
 	pushed := time.Now()
 	srv.pushNACK(nackResponse(t, nackRequest("ratings-v1-xyz.default", testRouteType, reason)))
 	var got reconcile.NACKEvent
-	eventually(t, 2*time.Second, "NACK event", func() (bool, string) {
+	testbed.Eventually(t, 2*time.Second, "NACK event", func() (bool, string) {
 		nacks := rec.snapshot().nacks
 		if len(nacks) == 0 {
 			return false, "none"
@@ -171,9 +172,9 @@ func TestNACKStreamDeliversEvents(t *testing.T) {
 	}
 	// istiod restarts: the subscription comes back by itself.
 	srv.restartStreams()
-	eventually(t, 10*time.Second, "resubscribed after restart", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
+	testbed.Eventually(t, 10*time.Second, "resubscribed after restart", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
 	srv.pushNACK(nackResponse(t, nackRequest("ratings-v1-xyz.default", testRouteType, "again")))
-	eventually(t, 2*time.Second, "NACK after restart", func() (bool, string) { return len(rec.snapshot().nacks) == 2, "" })
+	testbed.Eventually(t, 2*time.Second, "NACK after restart", func() (bool, string) { return len(rec.snapshot().nacks) == 2, "" })
 }
 
 // An istiod that refuses the subscription, as the pinned one does, leaves polling alone
@@ -188,10 +189,10 @@ func TestNACKStreamRefusedFallsBackQuietly(t *testing.T) {
 	r, rec, _, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext, Interval: MinInterval},
 		[]Target{{Name: "istiod-new", Addr: srv.addr}})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "fallback logged", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "fallback logged", func() (bool, string) {
 		return strings.Contains(logs.String(), "istiod does not stream NACKs"), logs.String()
 	})
-	eventually(t, 10*time.Second, "polls go on", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "polls go on", func() (bool, string) {
 		_, _, n := srv.seen()
 		return n >= 5, ""
 	})
@@ -237,7 +238,7 @@ func TestNACKStreamSilentIsJudgedByPolls(t *testing.T) {
 	r, rec, _, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSPlaintext, Interval: MinInterval},
 		[]Target{{Name: "istiod-new", Addr: srv.addr}})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "nack subscription", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
+	testbed.Eventually(t, 10*time.Second, "nack subscription", func() (bool, string) { return srv.nackSubscribers() == 1, "" })
 	// A NACK from before the subscription proves nothing.
 	srv.setSyncz(synczWithNACK(t, "ratings-v1-xyz.default", testRouteType, "old", time.Now().Add(-time.Minute)))
 	time.Sleep(nackEvidenceGrace + 500*time.Millisecond)
@@ -246,7 +247,7 @@ func TestNACKStreamSilentIsJudgedByPolls(t *testing.T) {
 	}
 	srv.setSyncz(synczWithNACK(t, "ratings-v1-xyz.default", testRouteType, "route: invalid regex", time.Now()))
 	seen := time.Now()
-	eventually(t, 10*time.Second, "fallback", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "fallback", func() (bool, string) {
 		return strings.Contains(logs.String(), "istiod does not stream NACKs"), logs.String()
 	})
 	if d := time.Since(seen); d < nackEvidenceGrace {
@@ -256,7 +257,7 @@ func TestNACKStreamSilentIsJudgedByPolls(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, want) || strings.Count(out, "istiod does not stream NACKs") != 1 {
 		t.Errorf("log:\n%s\nwant a line with %s", out, want)
 	}
-	eventually(t, 5*time.Second, "subscription ended", func() (bool, string) { return srv.nackSubscribers() == 0, "" })
+	testbed.Eventually(t, 5*time.Second, "subscription ended", func() (bool, string) { return srv.nackSubscribers() == 0, "" })
 	if v, ok := rec.lastView("istiod-new"); !ok || len(v.Proxies) != 1 || v.Proxies[0].Types[0].Error != "route: invalid regex" {
 		t.Errorf("the polls go on: %+v", v)
 	}

@@ -98,7 +98,7 @@ func TestReadACKingProxySynced(t *testing.T) {
 	views := map[Transport]reconcile.IstiodView{}
 	for transport, target := range transportsOf(bed.istiodA) {
 		r, rec, _, _ := newTestReader(t, ReaderConfig{Transport: transport}, []Target{target})
-		eventually(t, 15*time.Second, string(transport)+": proxy synced", func() (bool, string) {
+		testbed.Eventually(t, 15*time.Second, string(transport)+": proxy synced", func() (bool, string) {
 			if err := r.ReadOnce(context.Background()); err != nil {
 				return false, err.Error()
 			}
@@ -165,7 +165,7 @@ func TestNACKingProxyReadsError(t *testing.T) {
 	targets := transportsOf(bed.istiodA)
 	r, rec, _, logs := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS, Interval: time.Hour}, []Target{targets[TransportXDSTLS]})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "first view", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "first view", func() (bool, string) {
 		v, ok := rec.lastView("istiod-a")
 		_, found := findProxy(v, bad.Name())
 		return ok && found, fmt.Sprint(proxyIDs(v))
@@ -181,7 +181,7 @@ func TestNACKingProxyReadsError(t *testing.T) {
 	}
 	nackAt := bad.Snapshot().Type(xdsproxy.TypeCluster).LastNACK.At
 	var seenAt time.Time
-	eventually(t, 5*time.Second, "ERROR in the view", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "ERROR in the view", func() (bool, string) {
 		// istiod records the NACK a moment after the proxy sends it: poll until it shows.
 		r.Poke()
 		v, _ := rec.lastView("istiod-a")
@@ -191,7 +191,7 @@ func TestNACKingProxyReadsError(t *testing.T) {
 		return ok, fmt.Sprint(typeStates(p))
 	})
 	t.Logf("NACK sent by the proxy -> ERROR in the view (polling every 20 ms): %s", seenAt.Sub(nackAt))
-	eventually(t, 5*time.Second, "the ACKing proxy synced", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "the ACKing proxy synced", func() (bool, string) {
 		r.Poke()
 		v, _ := rec.lastView("istiod-a")
 		p, _ := findProxy(v, good.Name())
@@ -202,7 +202,7 @@ func TestNACKingProxyReadsError(t *testing.T) {
 	}
 	// The pinned istiod answers the subscription, empty, and never streams the NACK: the
 	// polls find that out.
-	eventually(t, 10*time.Second, "fallback logged", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "fallback logged", func() (bool, string) {
 		r.Poke()
 		return strings.Contains(logs.String(), "istiod does not stream NACKs"), logs.String()
 	})
@@ -294,7 +294,7 @@ func TestIstiodStoppedThenRestarted(t *testing.T) {
 		runs[transport] = run{r, rec}
 	}
 	for transport, ru := range runs {
-		eventually(t, 10*time.Second, string(transport)+": up with the proxy", func() (bool, string) {
+		testbed.Eventually(t, 10*time.Second, string(transport)+": up with the proxy", func() (bool, string) {
 			v, _ := ru.rec.lastView("istiod-c")
 			st, _ := ru.rec.lastStatus("istiod-c")
 			return st.Up && len(v.Proxies) == 1, fmt.Sprintf("%+v %v", st, proxyIDs(v))
@@ -307,7 +307,7 @@ func TestIstiodStoppedThenRestarted(t *testing.T) {
 	}
 	viewsAtDown := map[Transport]int{}
 	for transport, ru := range runs {
-		eventually(t, 10*time.Second, string(transport)+": reported down", func() (bool, string) {
+		testbed.Eventually(t, 10*time.Second, string(transport)+": reported down", func() (bool, string) {
 			st, _ := ru.rec.lastStatus("istiod-c")
 			return !st.Up && st.Error != "", fmt.Sprintf("%+v", st)
 		})
@@ -331,7 +331,7 @@ func TestIstiodStoppedThenRestarted(t *testing.T) {
 	}
 	t.Logf("istiod restart until ready: %s", time.Since(restartedAt).Round(time.Millisecond))
 	for transport, ru := range runs {
-		eventually(t, 15*time.Second, string(transport)+": up again", func() (bool, string) {
+		testbed.Eventually(t, 15*time.Second, string(transport)+": up again", func() (bool, string) {
 			st, _ := ru.rec.lastStatus("istiod-c")
 			return st.Up, fmt.Sprintf("%+v", st)
 		})
@@ -363,7 +363,7 @@ func TestSignalsFromRealIstiod(t *testing.T) {
 	target := transportsOf(bed.istiodB)[TransportXDSTLS]
 	r, _, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS}, []Target{target})
 	var s IstiodSignals
-	eventually(t, 10*time.Second, "reject counted", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "reject counted", func() (bool, string) {
 		var err error
 		if s, err = r.ReadSignals(context.Background(), target); err != nil {
 			return false, err.Error()
@@ -485,7 +485,7 @@ func TestIstiodAuthorizesDebugCallers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
 			// The proxy may still be connecting: wait for what the caller may see.
-			eventually(t, 10*time.Second, "syncz shows what the caller may see", func() (bool, string) {
+			testbed.Eventually(t, 10*time.Second, "syncz shows what the caller may see", func() (bool, string) {
 				ids, err := read(tc.target, TransportXDSTLS, tc.tokenFile)
 				if err != nil {
 					return false, err.Error()

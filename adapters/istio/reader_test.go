@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/reconcile"
 )
 
@@ -109,23 +110,6 @@ func (r *recorder) lastStatus(istiod string) (reconcile.SourceStatus, bool) {
 		}
 	}
 	return reconcile.SourceStatus{}, false
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last state: %s", what, timeout, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // syncLog is a log destination safe for the reader's goroutines.
@@ -492,15 +476,15 @@ func TestRunFollowsTargetsPokeAndInterval(t *testing.T) {
 	b := Target{Name: "istiod-b", Addr: closedAddr(t)}
 	src.updates <- []Target{a, b}
 	reads := func() string { return exposition(t, reg, "meshdrift_istiod_reads_total") }
-	eventually(t, 5*time.Second, "both read on discovery", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "both read on discovery", func() (bool, string) {
 		return strings.Contains(reads(), `outcome="error",transport="http"} 2`), reads()
 	})
 	r.Poke()
-	eventually(t, 5*time.Second, "both read again on Poke", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "both read again on Poke", func() (bool, string) {
 		return strings.Contains(reads(), `outcome="error",transport="http"} 4`), reads()
 	})
 	src.updates <- []Target{b}
-	eventually(t, 5*time.Second, "istiod-a forgotten", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "istiod-a forgotten", func() (bool, string) {
 		got := rec.snapshot()
 		return slices.Equal(got.forgotten, []string{"istiod-a"}), fmt.Sprint(got.forgotten)
 	})
@@ -509,7 +493,7 @@ func TestRunFollowsTargetsPokeAndInterval(t *testing.T) {
 	}
 	r.SetInterval(time.Millisecond) // raised to MinInterval
 	start := time.Now()
-	eventually(t, 5*time.Second, "polled at the short interval", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "polled at the short interval", func() (bool, string) {
 		return strings.Contains(reads(), `outcome="error",transport="http"} 8`), reads()
 	})
 	if elapsed := time.Since(start); elapsed < 2*MinInterval-10*time.Millisecond {
@@ -540,7 +524,7 @@ func TestDiscoveryStatus(t *testing.T) {
 		"up=true ",
 		"up=false no istiod found",
 	}
-	eventually(t, 5*time.Second, "discovery statuses", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "discovery statuses", func() (bool, string) {
 		return slices.Equal(discovery(), want), fmt.Sprintf("%q", discovery())
 	})
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/meshdrift/meshdrift/internal/testbed"
 )
 
 // testToken is a service account token for meshdrift in istio-system, shaped like a
@@ -42,7 +44,7 @@ func TestXDSTLSReadsWithCAAndToken(t *testing.T) {
 	cfg := ReaderConfig{Transport: TransportXDSTLS, CAFile: ca.caFile, TokenFile: tokenFile, Interval: time.Hour, DisableNACKStream: true}
 	r, rec, _, logs := newTestReader(t, cfg, []Target{{Name: "istiod-7d9f", Revision: "canary", Addr: srv.addr}})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "first view", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "first view", func() (bool, string) {
 		_, ok := rec.lastView("istiod-7d9f")
 		return ok, ""
 	})
@@ -60,7 +62,7 @@ func TestXDSTLSReadsWithCAAndToken(t *testing.T) {
 
 	// A second read reuses the stream: no new authentication.
 	r.Poke()
-	eventually(t, 5*time.Second, "second read", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "second read", func() (bool, string) {
 		_, _, n := srv.seen()
 		return n == 2, ""
 	})
@@ -69,7 +71,7 @@ func TestXDSTLSReadsWithCAAndToken(t *testing.T) {
 	writeFile(t, tokenFile, rotated)
 	srv.restartStreams()
 	r.Poke()
-	eventually(t, 5*time.Second, "read after the restart", func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, "read after the restart", func() (bool, string) {
 		_, _, n := srv.seen()
 		return n == 3, ""
 	})

@@ -41,7 +41,7 @@ func TestRestrictionOnRealIstiod(t *testing.T) {
 
 	t.Run("meshdrift-system token: restricted, with the fix", func(t *testing.T) {
 		var v reconcile.IstiodView
-		eventually(t, 10*time.Second, "restricted view of the connected proxy", func() (bool, string) {
+		testbed.Eventually(t, 10*time.Second, "restricted view of the connected proxy", func() (bool, string) {
 			var err error
 			v, err = read(t, ReaderConfig{Transport: TransportXDSTLS, TokenFile: bed.tokenFile}, strictTLS)
 			if err != nil {
@@ -65,7 +65,7 @@ func TestRestrictionOnRealIstiod(t *testing.T) {
 		{"meshdrift-system token on an istiod that allows it: full view", bed.istiodA, bed.tokenFile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			eventually(t, 10*time.Second, "full, checked view with the proxy", func() (bool, string) {
+			testbed.Eventually(t, 10*time.Second, "full, checked view with the proxy", func() (bool, string) {
 				v, err := read(t, ReaderConfig{Transport: TransportXDSTLS, TokenFile: tc.tokenFile}, transportsOf(tc.istiod)[TransportXDSTLS])
 				if err != nil {
 					return false, err.Error()
@@ -119,7 +119,7 @@ func TestDebugClientsAreNotHiddenProxies(t *testing.T) {
 	target := transportsOf(bed.istiodA)[TransportXDSTLS]
 	r, rec, _, _ := newTestReader(t, ReaderConfig{Transport: TransportXDSTLS, Interval: MinInterval}, []Target{target})
 	runReader(t, r)
-	eventually(t, 10*time.Second, "first full view", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "first full view", func() (bool, string) {
 		v, ok := rec.lastView(target.Name)
 		return ok && len(v.Proxies) > 0, ""
 	})
