@@ -80,13 +80,20 @@ func StartIstiod(ctx context.Context, assets Assets, kube *Kube, opts IstiodOpti
 		}
 	}
 	i := &Istiod{Name: opts.Name, Revision: opts.Revision, assets: assets, kube: kube, opts: opts}
+	// A port freeAddr found free may be taken before istiod binds it (a busy machine hands
+	// out ephemeral ports too): then start again on new ports.
 	var err error
-	for _, a := range []*string{&i.GRPCAddr, &i.SecureGRPCAddr, &i.HTTPAddr, &i.MonitoringAddr} {
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
+	for attempt := 0; attempt < 3; attempt++ {
+		for _, a := range []*string{&i.GRPCAddr, &i.SecureGRPCAddr, &i.HTTPAddr, &i.MonitoringAddr} {
+			if *a, err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		if err = i.start(ctx); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
 		}
 	}
-	if err := i.start(ctx); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return i, nil
