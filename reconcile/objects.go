@@ -59,3 +59,11 @@ type Namespace struct {
 	Name   string
 	Labels map[string]string
 }
+
+// PodMeta is what meshdrift knows of a pod: its metadata, read metadata-only, never its
+// spec. Selector checks read the labels; revision and proxy-version checks read the
+// injection labels and the mesh's annotations (sidecar.istio.io/*, linkerd.io/*).
+type PodMeta struct {
+	Namespace, Name     string
+	Labels, Annotations map[string]string
+}

@@ -337,6 +337,9 @@ type Snapshot struct {
 	// Namespaces are the namespaces with their labels, when the caller fills them from a
 	// namespace lister; nil otherwise.
 	Namespaces []Namespace
+	// Pods are every pod's metadata, when the caller fills them from a pod metadata
+	// lister; nil otherwise.
+	Pods []PodMeta
 }
 
 // Snapshot returns everything sorted by key.

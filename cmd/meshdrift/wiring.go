@@ -54,10 +54,12 @@ type app struct {
 	engine         *findings.Engine
 	dispatcher     *dispatch.Dispatcher
 	findingMetrics *metrics.Findings
-	// objects and namespaces feed the checks that judge every mesh object and namespace
-	// (out-of-band edits, orphans, revision drift), not only recent changes.
+	// objects, namespaces and pods feed the checks that judge every mesh object and
+	// namespace (out-of-band edits, orphans, revision drift, selectors), not only recent
+	// changes.
 	objects    *reconcile.MeshObjects
 	namespaces *mesh.Namespaces
+	pods       *mesh.Pods
 }
 
 // wire builds every part the configuration enables.
@@ -113,6 +115,8 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	} else {
 		a.namespaces = mesh.NewNamespaces(md, 0)
 		a.components = append(a.components, component{name: "namespaces", run: a.namespaces.Run, synced: a.namespaces.HasSynced})
+		a.pods = mesh.NewPods(md, 0)
+		a.components = append(a.components, component{name: "pods", run: a.pods.Run, synced: a.pods.HasSynced})
 	}
 	if cfg.Istio.Enabled {
 		errs = append(errs, a.wireIstio(restCfg))
@@ -211,6 +215,9 @@ func (a *app) snapshot() reconcile.Snapshot {
 	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
 	if a.namespaces != nil && revisionsKnown {
 		snap.Namespaces = a.namespaces.List()
+	}
+	if a.pods != nil {
+		snap.Pods = a.pods.List()
 	}
 	return snap
 }

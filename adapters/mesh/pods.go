@@ -1,0 +1,87 @@
+package mesh
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// Pods lists pods' metadata from a metadata-only informer: selector checks need labels,
+// revision and proxy-version checks the mesh's annotations; a full Pod (spec, status)
+// would cost memory in proportion to the cluster for nothing meshdrift reads.
+type Pods struct {
+	informer cache.SharedIndexInformer
+}
+
+var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// podAnnotationPrefixes are the annotations kept: the meshes' own. Others (checksums,
+// configuration blobs of other tools) can be large and are never read.
+var podAnnotationPrefixes = []string{"sidecar.istio.io/", "istio.io/", "proxy.istio.io/", "linkerd.io/", "config.linkerd.io/"}
+
+// NewPods builds the informer; Run starts it.
+func NewPods(client metadata.Interface, resync time.Duration) *Pods {
+	inf := metadatainformer.NewFilteredMetadataInformer(client, podsGVR, metav1.NamespaceAll, resync, cache.Indexers{}, nil)
+	_ = inf.Informer().SetTransform(trimPodMeta)
+	return &Pods{informer: inf.Informer()}
+}
+
+// trimPodMeta keeps a pod's name, namespace, labels and the meshes' annotations.
+func trimPodMeta(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	m.ManagedFields, m.OwnerReferences, m.Finalizers = nil, nil, nil
+	maps.DeleteFunc(m.Annotations, func(k, _ string) bool {
+		return !slices.ContainsFunc(podAnnotationPrefixes, func(p string) bool { return strings.HasPrefix(k, p) })
+	})
+	if len(m.Annotations) == 0 {
+		m.Annotations = nil
+	}
+	return m, nil
+}
+
+// Run watches until ctx ends.
+func (p *Pods) Run(ctx context.Context) error {
+	p.informer.Run(ctx.Done())
+	return nil
+}
+
+// HasSynced reports whether the first list is in.
+func (p *Pods) HasSynced() bool { return p.informer.HasSynced() }
+
+// List returns every pod, sorted by namespace and name; nil before the first list, so
+// that no check judges selectors against an empty cluster. The maps are the cache's:
+// callers must not modify them.
+func (p *Pods) List() []reconcile.PodMeta {
+	if !p.informer.HasSynced() {
+		return nil
+	}
+	objs := p.informer.GetStore().List()
+	out := make([]reconcile.PodMeta, 0, len(objs))
+	for _, o := range objs {
+		m, ok := o.(*metav1.PartialObjectMetadata)
+		if !ok {
+			continue
+		}
+		out = append(out, reconcile.PodMeta{Namespace: m.Namespace, Name: m.Name, Labels: m.Labels, Annotations: m.Annotations})
+	}
+	slices.SortFunc(out, func(a, b reconcile.PodMeta) int {
+		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
