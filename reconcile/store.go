@@ -340,6 +340,10 @@ type Snapshot struct {
 	// Pods are every pod's metadata, when the caller fills them from a pod metadata
 	// lister; nil otherwise.
 	Pods []PodMeta
+	// Unsynced names the caller's sources that have not completed their first read. A
+	// source that has never answered may not have reported itself at all yet; judging
+	// the mesh against the apps read so far would call its objects unowned.
+	Unsynced []string
 }
 
 // Snapshot returns everything sorted by key.

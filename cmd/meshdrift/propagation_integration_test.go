@@ -85,6 +85,18 @@ func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istio
 // startMeshdriftWith is startMeshdrift with the configuration changed by edit first.
 func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
 	t.Helper()
+	a := launchMeshdrift(t, grace, edit, istiods...)
+	syncCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	if err := a.waitSynced(syncCtx); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// launchMeshdrift is startMeshdriftWith without waiting for the sources to sync.
+func launchMeshdrift(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Kubeconfig = bed.kubeconfig
 	cfg.Flux.Receiver.Enabled = false
@@ -117,11 +129,6 @@ func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Con
 		cancel()
 		<-done
 	})
-	syncCtx, stop := context.WithTimeout(ctx, 30*time.Second)
-	defer stop()
-	if err := a.waitSynced(syncCtx); err != nil {
-		t.Fatal(err)
-	}
 	return a
 }
 

@@ -219,6 +219,11 @@ func (a *app) snapshot() reconcile.Snapshot {
 	if a.pods != nil {
 		snap.Pods = a.pods.List()
 	}
+	for _, c := range a.components {
+		if c.synced != nil && !c.synced() {
+			snap.Unsynced = append(snap.Unsynced, c.name)
+		}
+	}
 	return snap
 }
 
