@@ -13,7 +13,7 @@ func TestValidateManifests(t *testing.T) {
 		"testdata/validate/bad/routes.yaml:6: MD0503 VirtualService bookinfo/reviews spec.gateways[0]: gateway \"public\" not found (no Gateway bookinfo/public)\n" +
 		"testdata/validate/bad/routes.yaml:6: MD0501 VirtualService bookinfo/reviews spec.http[0].route[0].destination.host: destination host \"reviews.bookinfo\" matches no Service or ServiceEntry visible from namespace bookinfo; Istio does not expand \"reviews.bookinfo\": did you mean \"reviews.bookinfo.svc.cluster.local\"?\n" +
 		"testdata/validate/bad/routes.yaml:6: MD0502 VirtualService bookinfo/reviews spec.http[0].route[0].destination.subset: subset \"v1\" of host \"reviews.bookinfo\" is not defined: no DestinationRule for host reviews.bookinfo is visible from namespace bookinfo\n"
-	skippedNote := "meshdrift validate: 6 checks need a live cluster and were skipped (MD0505, MD0506, MD0507, MD0509, MD0601, MD0602)\n"
+	skippedNote := "meshdrift validate: 7 checks need a live cluster and were skipped (MD0505, MD0506, MD0507, MD0509, MD0601, MD0602, MD0603)\n"
 	cases := []struct {
 		name       string
 		args       []string
@@ -83,7 +83,7 @@ func TestValidateJSONAndSARIF(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Results) != 4 || len(doc.Skipped) != 6 {
+	if len(doc.Results) != 4 || len(doc.Skipped) != 7 {
 		t.Fatalf("results %d, skipped %d:\n%s", len(doc.Results), len(doc.Skipped), out.String())
 	}
 	r := doc.Results[0]

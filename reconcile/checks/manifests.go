@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -31,8 +32,14 @@ func ParseManifests(file string, data []byte) ([]Manifest, error) {
 			return nil
 		}
 		doc := bytes.Join(lines[start:end], nil)
+		// Through JSON with the API machinery's decoder, so that numbers are int64 as in
+		// objects read from the API server (sigs.k8s.io/yaml alone gives float64).
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", file, first, err)
+		}
 		var obj map[string]any
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
+		if err := utiljson.Unmarshal(js, &obj); err != nil {
 			return fmt.Errorf("%s:%d: %w", file, first, err)
 		}
 		if obj == nil {
