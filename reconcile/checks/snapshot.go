@@ -25,10 +25,13 @@ const (
 )
 
 // Origin is where an object was read from: a manifest file and the line its document
-// starts on; empty for objects read from the cluster.
+// starts on; empty for objects read from the cluster. LineOf finds a field's line.
 type Origin struct {
 	File string
 	Line int
+
+	fields  *fieldLines
+	patches []Origin
 }
 
 // PodMeta is what checks may know of a pod: metadata only, never its spec.
