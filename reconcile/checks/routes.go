@@ -35,8 +35,9 @@ func (c routeCondition) Metadata() Metadata {
 		Code: c.code, Name: "gatewayapi.route" + strings.ToLower(c.condition),
 		Description: "A Gateway API route reports " + c.condition + "=False for a parent (status written by the mesh or gateway implementation).",
 		Inputs:      []schemaGVK{gvk(routeKinds[0], "v1")},
-		NeedsLive:   true,
-		Beyond:      "istioctl analyze does not read Gateway API route status; meshdrift reads it for every implementation (Istio, Linkerd) and ties it to the GitOps app.",
+		NeedsLive:   true, IST: "IST0171",
+		Beyond: "analyze reports any negative condition of a live cluster's objects as IST0171 (measured on the bed); meshdrift tells Accepted from ResolvedRefs, " +
+			"re-evaluates on every status change for every implementation (Istio, Linkerd) and ties the finding to the GitOps app.",
 	}
 }
 
@@ -117,7 +118,8 @@ func (routeStatusStale) Metadata() Metadata {
 		Description: "A Gateway API route's conditions for a parent carry an observedGeneration older than the route's generation for longer than the grace since its last spec write.",
 		Inputs:      []schemaGVK{gvk(routeKinds[0], "v1")},
 		NeedsLive:   true, NeedsNow: true,
-		Beyond: "istioctl analyze reads no route status; meshdrift tells a route the implementation has not processed (controller down, namespace not watched) from one it rejected, with how long it has lagged.",
+		Beyond: "analyze reports negative route conditions (IST0171) but not conditions that lag the generation; meshdrift tells a route the implementation has not processed " +
+			"(controller down, namespace not watched) from one it rejected, with how long it has lagged.",
 	}
 }
 
