@@ -6,7 +6,8 @@
 // finding code, the kinds it reads and whether it needs live state, and is one function
 // from a Snapshot to results. All lists every check explicitly; nothing registers itself.
 // The same checks run offline on manifests (`meshdrift validate`), where checks that need
-// live pods or status are skipped, and on a snapshot of the cluster. Building that live
+// live pods or status, or the time (Snapshot.Now), are skipped, and on a snapshot of the
+// cluster. Building that live
 // snapshot from informer caches (metadata-only pods) and re-evaluating on change is not
 // wired into `serve` yet; the integration test lists one from the API server.
 package checks
