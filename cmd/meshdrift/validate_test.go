@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -179,5 +180,34 @@ func TestRenderKustomizationOrigins(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("got\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
+
+// TestRenderKustomizationKeepsAskedAnnotations: a kustomization that asks for origin
+// annotations itself gets them, as kustomize-controller would apply them.
+func TestRenderKustomizationKeepsAskedAnnotations(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"kustomization.yaml": "resources: [svc.yaml]\nbuildMetadata: [originAnnotations]\n",
+		"svc.yaml":           "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec:\n  selector: {app: a}\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := renderKustomization(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 {
+		t.Fatalf("%d objects", len(ms))
+	}
+	ann := ms[0].Object.GetAnnotations()
+	if ann[originAnnotation] != "path: svc.yaml\n" || ann[transformationsAnnotation] != "" {
+		t.Errorf("annotations %q", ann)
+	}
+	if file, line := ms[0].Origin.Locate("spec.selector"); file != filepath.Join(dir, "svc.yaml") || line != 5 {
+		t.Errorf("spec.selector at %s:%d", file, line)
 	}
 }
