@@ -94,7 +94,10 @@ func validateManifests(paths []string, format string, stdin io.Reader, stdout, s
 	found := make([]located, 0, len(results))
 	for _, r := range results {
 		o, _ := snap.Origin(r.Object)
-		found = append(found, located{r, o})
+		// The line of the field in error, not of the document; in a kustomize patch
+		// when one wrote it.
+		file, line := o.Locate(r.Path)
+		found = append(found, located{r, checks.Origin{File: file, Line: line}})
 	}
 	slices.SortStableFunc(found, func(a, b located) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))

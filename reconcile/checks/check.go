@@ -6,7 +6,8 @@
 // finding code, the kinds it reads and whether it needs live state, and is one function
 // from a Snapshot to results. All lists every check explicitly; nothing registers itself.
 // The same checks run offline on manifests (`meshdrift validate`), where checks that need
-// live pods or status are skipped, and on a snapshot of the cluster. Building that live
+// live pods or status, or the time (Snapshot.Now), are skipped, and on a snapshot of the
+// cluster. Building that live
 // snapshot from informer caches (metadata-only pods) and re-evaluating on change is not
 // wired into `serve` yet; the integration test lists one from the API server.
 package checks
@@ -36,6 +37,9 @@ type Metadata struct {
 	// NeedsLive is set for checks that read pods or status written by controllers: they
 	// are skipped on manifests.
 	NeedsLive bool
+	// NeedsNow is set for checks that measure how long something lasted from
+	// Snapshot.Now: they are skipped when it is zero.
+	NeedsNow bool
 	// IST is the `istioctl analyze` code the check corresponds to, "" when none.
 	IST string
 	// Beyond says what meshdrift catches that `istioctl analyze` does not.
@@ -81,8 +85,10 @@ func All() []Check {
 		policySelectorPods{},
 		mtlsConflict{},
 		istiodValidation{},
+		vsHostInGateway{},
 		routeCondition{code: findings.CodeRouteNotAccepted, condition: "Accepted"},
 		routeCondition{code: findings.CodeRouteRefsNotResolved, condition: "ResolvedRefs"},
+		routeStatusStale{},
 	}
 }
 
@@ -95,6 +101,10 @@ func Run(ctx context.Context, s *Snapshot, checks []Check) ([]Result, []Skipped)
 		md := c.Metadata()
 		if md.NeedsLive && !s.Live {
 			skipped = append(skipped, Skipped{Name: md.Name, Code: md.Code, Reason: "needs live pods or status"})
+			continue
+		}
+		if md.NeedsNow && s.Now.IsZero() {
+			skipped = append(skipped, Skipped{Name: md.Name, Code: md.Code, Reason: "needs the snapshot's time"})
 			continue
 		}
 		if missing := s.unserved(md.Inputs); len(missing) > 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -39,6 +40,9 @@ func resultLines(rs []Result) []string {
 	}
 	return out
 }
+
+// fixtureNow is when live fixtures' snapshots are taken.
+var fixtureNow = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
 // TestFixtures runs every check on the fixture grid, as a live snapshot (the fixtures'
 // Pods and status stand for the cluster's), and asserts exactly what fires where. Every
@@ -80,6 +84,26 @@ func TestFixtures(t *testing.T) {
 			"DestinationRule default/db spec.trafficPolicy.portLevelSettings[0].tls.mode MD0508",
 			"DestinationRule default/reviews-plain spec.trafficPolicy.tls.mode MD0508",
 		}},
+		{"mtlsselector.yaml", false, []string{
+			"DestinationRule shop/legacy-bad spec.trafficPolicy.portLevelSettings[0].tls.mode MD0508",
+			"DestinationRule shop/pay spec.trafficPolicy.tls.mode MD0508",
+			"DestinationRule vault/open-mtls spec.trafficPolicy.tls.mode MD0508",
+		}},
+		// Live, the pods behind cart show that one of them requires mTLS.
+		{"mtlsselector.yaml", true, []string{
+			"DestinationRule shop/cart spec.trafficPolicy.tls.mode MD0508",
+			"DestinationRule shop/legacy-bad spec.trafficPolicy.portLevelSettings[0].tls.mode MD0508",
+			"DestinationRule shop/pay spec.trafficPolicy.tls.mode MD0508",
+			"DestinationRule vault/open-mtls spec.trafficPolicy.tls.mode MD0508",
+		}},
+		{"gatewayhosts.yaml", false, []string{
+			"VirtualService default/none spec.gateways[0] MD0510",
+			"VirtualService default/partial spec.hosts[1] MD0510",
+		}},
+		{"routestale.yaml", true, []string{
+			"GRPCRoute default/new status.parents[1].conditions[0].observedGeneration MD0603",
+			"HTTPRoute default/stale status.parents[0].conditions[0].observedGeneration MD0603",
+		}},
 		{"status.yaml", true, []string{
 			"GRPCRoute default/bad status.parents[0].conditions[1] MD0602",
 			"HTTPRoute default/bad status.parents[0].conditions[0] MD0601",
@@ -92,6 +116,9 @@ func TestFixtures(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			s := loadFixture(t, tc.file)
 			s.Live = tc.live
+			if tc.live {
+				s.Now = fixtureNow
+			}
 			results, skipped := Run(context.Background(), s, All())
 			if tc.live && len(skipped) > 0 {
 				t.Errorf("skipped: %+v", skipped)
@@ -129,6 +156,45 @@ func TestMessages(t *testing.T) {
 	}
 }
 
+func TestMTLSMessages(t *testing.T) {
+	s := loadFixture(t, "mtlsselector.yaml")
+	s.Live = true
+	results, _ := Run(context.Background(), s, []Check{mtlsConflict{}})
+	var got []string
+	for _, r := range results {
+		got = append(got, r.Message)
+	}
+	want := []string{
+		"clients use TLS mode DISABLE for host cart, but PeerAuthentication shop/canary sets mTLS STRICT for 1 of 2 pods of Service shop/cart",
+		"clients use TLS mode ISTIO_MUTUAL for host legacy.shop.svc.cluster.local, but PeerAuthentication shop/legacy sets mTLS DISABLE for port 8080 of 1 of 1 pods of Service shop/legacy",
+		"clients use TLS mode DISABLE for host pay, but PeerAuthentication istio-system/pay sets mTLS STRICT for 1 of 1 pods of Service shop/pay",
+		"clients use TLS mode ISTIO_MUTUAL for host open.vault.svc.cluster.local, but PeerAuthentication vault/open sets mTLS DISABLE for 1 of 1 pods of Service vault/open",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
+
+func TestRouteStatusGrace(t *testing.T) {
+	s := loadFixture(t, "routestale.yaml")
+	s.Live, s.Now, s.RouteStatusGrace = true, fixtureNow, 20*time.Minute
+	results, _ := Run(context.Background(), s, []Check{routeStatusStale{}})
+	if got := resultLines(results); !slices.Equal(got, []string{"GRPCRoute default/new status.parents[1].conditions[0].observedGeneration MD0603"}) {
+		t.Errorf("with a 20m grace: %q", got)
+	}
+	want := "parent Gateway default/mesh-gw: ResolvedRefs condition observed generation 0, the route is at generation 1 since 2026-12-03T11:00:00Z (1h0m0s ago); example.com/other has not processed the latest spec"
+	if len(results) == 1 && results[0].Message != want {
+		t.Errorf("message %q\nwant %q", results[0].Message, want)
+	}
+
+	// Live but without a time: skipped, not silent.
+	s.Now = time.Time{}
+	results, skipped := Run(context.Background(), s, []Check{routeStatusStale{}})
+	if len(results) != 0 || len(skipped) != 1 || skipped[0].Reason != "needs the snapshot's time" {
+		t.Errorf("without Now: results %v, skipped %+v", resultLines(results), skipped)
+	}
+}
+
 func TestSkips(t *testing.T) {
 	s := loadFixture(t, "workloads.yaml")
 	results, skipped := Run(context.Background(), s, All())
@@ -140,7 +206,8 @@ func TestSkips(t *testing.T) {
 		live = append(live, string(sk.Code)+" "+sk.Reason)
 	}
 	want := []string{"MD0505 needs live pods or status", "MD0506 needs live pods or status", "MD0507 needs live pods or status",
-		"MD0509 needs live pods or status", "MD0601 needs live pods or status", "MD0602 needs live pods or status"}
+		"MD0509 needs live pods or status", "MD0601 needs live pods or status", "MD0602 needs live pods or status",
+		"MD0603 needs live pods or status"}
 	if !slices.Equal(live, want) {
 		t.Errorf("skipped %q, want %q", live, want)
 	}

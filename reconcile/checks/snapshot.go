@@ -3,6 +3,7 @@ package checks
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -16,13 +17,21 @@ const (
 	DefaultRootNamespace = "istio-system"
 	// DefaultNamespace is given to manifests without a namespace, as kubectl apply does.
 	DefaultNamespace = "default"
+	// DefaultRouteStatusGrace is how long a Gateway API implementation may take to
+	// process a route's new spec before MD0603 fires, when the snapshot sets none. Istio
+	// writes route status within a second or two of a change; two minutes leave room for a
+	// busy controller and for clock skew between the API server and meshdrift.
+	DefaultRouteStatusGrace = 2 * time.Minute
 )
 
 // Origin is where an object was read from: a manifest file and the line its document
-// starts on; empty for objects read from the cluster.
+// starts on; empty for objects read from the cluster. LineOf finds a field's line.
 type Origin struct {
 	File string
 	Line int
+
+	fields  *fieldLines
+	patches []Origin
 }
 
 // PodMeta is what checks may know of a pod: metadata only, never its spec.
@@ -43,6 +52,12 @@ type Snapshot struct {
 	Domain        string
 	RootNamespace string
 	Pods          []PodMeta
+	// Now is when the snapshot was taken, for checks that measure how long something
+	// has lasted; zero offline, where those checks are skipped.
+	Now time.Time
+	// RouteStatusGrace is how long a route's conditions may lag its generation (MD0603);
+	// zero means DefaultRouteStatusGrace.
+	RouteStatusGrace time.Duration
 
 	objects map[schema.GroupKind][]*unstructured.Unstructured
 	origins map[reconcile.ObjectRef]Origin

@@ -274,3 +274,99 @@ func (c vsHostConflict) Run(_ context.Context, s *Snapshot) []Result {
 	}
 	return out
 }
+
+// vsHostInGateway: MD0510.
+type vsHostInGateway struct{}
+
+func (vsHostInGateway) Metadata() Metadata {
+	return Metadata{
+		Code: findings.CodeVSHostNotInGateway, Name: "virtualservice.gatewayhosts",
+		Description: "A VirtualService bound to an Istio Gateway names hosts none of the Gateway's servers serve to its namespace.",
+		Inputs:      []schemaGVK{gvk(gkVirtualService, "v1"), gvk(gkGateway, "v1")},
+		IST:         "IST0132",
+		Beyond: "Also reports a single host that none of the VirtualService's gateways serves while its other hosts are served (analyze only fires when a gateway serves none); " +
+			"a missing Gateway is MD0503's alone (analyze reports it twice, IST0101 and IST0132).",
+	}
+}
+
+// gatewayHosts returns the hosts an Istio Gateway's servers serve to VirtualServices of
+// namespace ns: a server host "ns/host" counts for ns only, "./host" for the Gateway's
+// own namespace, "*/host" and a bare host for every namespace.
+func gatewayHosts(gw *unstructured.Unstructured, ns, domain string) []string {
+	servers, _, _ := unstructured.NestedSlice(gw.Object, "spec", "servers")
+	var out []string
+	for _, srv := range servers {
+		m, _ := srv.(map[string]any)
+		hosts, _, _ := unstructured.NestedStringSlice(m, "hosts")
+		for _, h := range hosts {
+			if scope, name, ok := strings.Cut(h, "/"); ok {
+				if scope == "." {
+					scope = gw.GetNamespace()
+				}
+				if scope != "*" && scope != ns {
+					continue
+				}
+				h = name
+			}
+			out = append(out, fqdn(h, gw.GetNamespace(), domain))
+		}
+	}
+	return out
+}
+
+func (c vsHostInGateway) Run(_ context.Context, s *Snapshot) []Result {
+	var out []Result
+	for _, vs := range s.List(gkVirtualService) {
+		ns := vs.GetNamespace()
+		hosts, _, _ := unstructured.NestedStringSlice(vs.Object, "spec", "hosts")
+		gws, _, _ := unstructured.NestedStringSlice(vs.Object, "spec", "gateways")
+		served := make([]bool, len(hosts))
+		anyServed := false
+		for i, g := range gws {
+			if g == "mesh" {
+				continue
+			}
+			gwNS, name := ns, g
+			if before, after, ok := strings.Cut(g, "/"); ok {
+				gwNS, name = before, after
+			}
+			gw := s.Get(gkGateway, gwNS, name)
+			if gw == nil {
+				continue // MD0503
+			}
+			gh := gatewayHosts(gw, ns, s.Domain)
+			any := false
+			for j, h := range hosts {
+				fq := fqdn(h, ns, s.Domain)
+				if slices.ContainsFunc(gh, func(g string) bool { return hostsOverlap(g, fq) }) {
+					served[j], any = true, true
+				}
+			}
+			anyServed = anyServed || any
+			if !any {
+				out = append(out, Result{Code: c.Metadata().Code, Object: refOf(vs), Path: fmt.Sprintf("spec.gateways[%d]", i),
+					Message: fmt.Sprintf("Gateway %s/%s serves none of the hosts %s to namespace %s (its servers serve %s)",
+						gwNS, name, strings.Join(hosts, ", "), ns, orNone(gh))})
+			}
+		}
+		// A host left out by every gateway while others are served: analyze stays quiet.
+		// On the mesh gateway a host need not be a gateway's.
+		if !anyServed || onMesh(vs) {
+			continue
+		}
+		for j, h := range hosts {
+			if !served[j] {
+				out = append(out, Result{Code: c.Metadata().Code, Object: refOf(vs), Path: fmt.Sprintf("spec.hosts[%d]", j),
+					Message: fmt.Sprintf("host %q is served by none of the VirtualService's gateways (%s)", h, strings.Join(gws, ", "))})
+			}
+		}
+	}
+	return out
+}
+
+func orNone(hosts []string) string {
+	if len(hosts) == 0 {
+		return "no host"
+	}
+	return strings.Join(hosts, ", ")
+}

@@ -77,9 +77,11 @@ const (
 	CodePolicySelectorNoPods    Code = "MD0507"
 	CodeMTLSConflict            Code = "MD0508"
 	CodeIstiodValidationMessage Code = "MD0509"
+	CodeVSHostNotInGateway      Code = "MD0510"
 
 	CodeRouteNotAccepted     Code = "MD0601"
 	CodeRouteRefsNotResolved Code = "MD0602"
+	CodeRouteStatusStale     Code = "MD0603"
 
 	CodeNamespaceRevisionDrift Code = "MD0701"
 	CodeProxyVersionDrift      Code = "MD0702"
@@ -236,7 +238,7 @@ var catalog = []Entry{
 	{
 		Code: CodeMTLSConflict, Name: "MTLSModeConflict", Severity: SeverityWarning, For: 0,
 		Summary:     "{object}: {detail}",
-		Description: "A DestinationRule's client TLS mode contradicts the PeerAuthentication that applies to the host's namespace: clients send plain text (`DISABLE`) to servers that require mTLS (`STRICT`), or Istio mTLS (`ISTIO_MUTUAL`) to servers with mTLS off (`DISABLE`). The connections fail (503 UC, connection reset). Namespace-wide and mesh-wide PeerAuthentications are compared; ones with a selector are not yet. `istioctl analyze` has no current check for this (its IST0113 was retired).",
+		Description: "A DestinationRule's client TLS mode contradicts the PeerAuthentication that applies to the host's namespace: clients send plain text (`DISABLE`) to servers that require mTLS (`STRICT`), or Istio mTLS (`ISTIO_MUTUAL`) to servers with mTLS off (`DISABLE`). The connections fail (503 UC, connection reset). The PeerAuthentication that applies is Istio's: one whose selector selects the host's pods (in their namespace, else in the root namespace), else the namespace's, else the mesh-wide one; its `portLevelMtls` is compared port by port with the DestinationRule's `portLevelSettings` (Service ports mapped to numeric target ports). With live pods the selectors are matched against the pods of the host's Service; offline, a selector applies when the Service's own selector carries all its labels. `istioctl analyze` has no current check for this (its IST0113 was retired).",
 		Remedy:      "Make the DestinationRule's `tls.mode` agree with the PeerAuthentication (usually remove `tls` and let Istio's auto mTLS choose), or change the PeerAuthentication.",
 	},
 	{
@@ -244,6 +246,12 @@ var catalog = []Entry{
 		Summary:     "{object}: {detail}",
 		Description: "istiod wrote an analysis message into the object's `status.validationMessages` (istiod's status writing and analysis must be on: `PILOT_ENABLE_STATUS` and `--enableAnalysis`). meshdrift shows istiod's own verdict next to its checks.",
 		Remedy:      "Read the message code's page in Istio's documentation (the link is in the detail) and fix the object.",
+	},
+	{
+		Code: CodeVSHostNotInGateway, Name: "VirtualServiceHostNotInGateway", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A VirtualService bound to an Istio Gateway names hosts the Gateway's servers do not serve (server hosts with their `namespace/` part, as seen from the VirtualService's namespace): requests for those hosts never reach its routes through that gateway. Fires on a gateway that serves none of the VirtualService's hosts (like `istioctl analyze` IST0132) and, beyond it, on a host that none of the VirtualService's gateways serves while others do (when the VirtualService is not also bound to the mesh).",
+		Remedy:      "Add the host to a server of the Gateway (or fix its `namespace/` part), or remove it from the VirtualService.",
 	},
 	{
 		Code: CodeRouteNotAccepted, Name: "GatewayRouteNotAccepted", Severity: SeverityWarning, For: time.Minute,
@@ -256,6 +264,12 @@ var catalog = []Entry{
 		Summary:     "{object}: {detail}",
 		Description: "A Gateway API route reports `ResolvedRefs=False` for one of its parents: a backend it names does not exist, is in another namespace without a ReferenceGrant, or is of an unsupported kind. Requests to those rules fail (500 or 503).",
 		Remedy:      "Read the condition's reason and message, then create the backend, fix its name or port, or add the ReferenceGrant.",
+	},
+	{
+		Code: CodeRouteStatusStale, Name: "GatewayRouteStatusStale", Severity: SeverityWarning, For: 0,
+		Summary:     "{object}: {detail}",
+		Description: "A Gateway API route's conditions for a parent carry an `observedGeneration` older than the route's `metadata.generation` for longer than a grace (2 minutes unless the caller sets another), counted from the route's last spec write as the API server recorded it in `managedFields`: the implementation (Istio, Linkerd) has not processed the latest spec, so what serves traffic is an older version of the route, or the implementation is down. The grace is the timing; this code has no `for` of its own.",
+		Remedy:      "Check that the gateway or mesh controller runs and watches the route's namespace (istiod's logs, `kubectl get gatewayclass`), then look at the route's status again.",
 	},
 	{
 		Code: CodeNamespaceRevisionDrift, Name: "NamespaceRevisionDrift", Severity: SeverityWarning, For: 10 * time.Minute,
