@@ -201,3 +201,62 @@ func TestRevisionTagsPodLabelsAndLeftBehindOnTwoIstiods(t *testing.T) {
 		return false, fs[0].Summary
 	})
 }
+
+// Linkerd's control plane is not in the bed, but meshdrift reads only pods' metadata:
+// control-plane pods and injected pods are created on the real API server with the
+// labels and annotations Linkerd's chart and proxy injector give them. A pod whose proxy
+// is older than the control plane injects is MD0704; restarting it onto the current
+// version resolves it.
+func TestLinkerdProxyVersionDrift(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ctx := context.Background()
+	a := startMeshdriftWith(t, 30*time.Second, func(c *config.Config) {
+		c.Findings.For = map[string]config.Duration{"MD0704": 0}
+		c.Findings.ResolveAfter = config.Duration(time.Second)
+	}, bed.istiod)
+	apps := newNamespace(t)
+	cp := apps + "-linkerd"
+	if err := bed.kube.CreateNamespace(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	const current, old = "stable-2.14.10", "stable-2.14.9"
+	for _, c := range []string{"destination", "identity", "proxy-injector"} {
+		applyPod(t, cp, "linkerd-"+c+"-1",
+			map[string]string{"linkerd.io/control-plane-component": c, "linkerd.io/control-plane-ns": cp},
+			map[string]string{"linkerd.io/created-by": "linkerd/helm " + current, "linkerd.io/proxy-version": current})
+	}
+	injected := func(name, version string) {
+		applyPod(t, apps, name, map[string]string{"app": "web", "linkerd.io/control-plane-ns": cp},
+			map[string]string{"linkerd.io/created-by": "linkerd/proxy-injector " + version, "linkerd.io/proxy-version": version})
+	}
+	injected("web-old", old)
+	injected("web-new", current)
+	applyPod(t, apps, "no-mesh", map[string]string{"app": "batch"}, nil)
+
+	inApps := func(s findings.Subject) bool { return s.Object == reconcile.ObjectRef{Kind: "Namespace", Name: apps} }
+	var last findings.Finding
+	testbed.Eventually(t, 30*time.Second, "MD0704 for the old proxy", func() (bool, string) {
+		fs := activeFindings(a, findings.CodeLinkerdProxyVersionDrift, inApps)
+		if len(fs) != 1 {
+			return false, fmt.Sprintf("%d findings", len(fs))
+		}
+		last = fs[0]
+		return last.State == findings.StateFiring, last.Summary
+	})
+	want := fmt.Sprintf("1 proxy on %s, control plane %s injects %s", old, cp, current)
+	if !strings.Contains(last.Summary, want) || last.Evidence != "web-old on "+old {
+		t.Errorf("finding %q / %q, want summary with %q and evidence web-old only", last.Summary, last.Evidence, want)
+	}
+	t.Logf("%s: %s", last.Summary, last.Evidence)
+
+	// kubectl rollout restart: the new pod gets the current proxy.
+	deletePod(t, apps, "web-old")
+	injected("web-old-2", current)
+	testbed.Eventually(t, 30*time.Second, "MD0704 resolved after the restart", func() (bool, string) {
+		fs := activeFindings(a, findings.CodeLinkerdProxyVersionDrift, inApps)
+		if len(fs) == 0 {
+			return true, ""
+		}
+		return false, fs[0].Summary
+	})
+}
