@@ -197,9 +197,9 @@ func (d *deriver) revisions(snap reconcile.Snapshot) {
 	d.leftBehind(snap, r, nsLabels)
 }
 
-// leftBehind derives MD0703: proxies connected to a revision that no namespace, pod or
-// tag selects and that is not the default revision, the remains of a finished canary
-// upgrade. A revision some namespace still selects is a canary in progress, not
+// leftBehind derives MD0703: proxies of this cluster's namespaces connected to a
+// revision that no namespace, pod or tag selects and that is not the default revision,
+// the remains of a finished canary upgrade. A revision some namespace still selects is a canary in progress, not
 // reported. Without every pod's labels and the tags, a revision could look unselected
 // when it is not: the finding is held instead.
 func (d *deriver) leftBehind(snap reconcile.Snapshot, r revisionResolver, nsLabels map[string]map[string]string) {
@@ -228,6 +228,11 @@ func (d *deriver) leftBehind(snap reconcile.Snapshot, r revisionResolver, nsLabe
 	onRev := map[string][]string{}
 	for _, v := range snap.Istiods {
 		for _, px := range v.Proxies {
+			// A proxy of a namespace this cluster does not have is a remote cluster's,
+			// whose labels may well select the revision.
+			if _, local := nsLabels[proxyNamespace(px.ID)]; !local {
+				continue
+			}
 			if rev := cmp.Or(px.Revision, v.Revision); rev != "" && !selected[rev] {
 				onRev[rev] = append(onRev[rev], px.ID)
 			}
@@ -258,18 +263,26 @@ const (
 // control plane's own proxies (its created-by version when they carry none). A control
 // plane whose pods disagree (an upgrade rolling out) is not a reference.
 func (d *deriver) linkerdVersions(snap reconcile.Snapshot) {
-	planes := map[string][]string{}
+	// Per control-plane namespace, the versions of its proxies and, for a plane whose
+	// pods carry none, of its installer. Pods without a proxy (the heartbeat job) only
+	// name the latter, which differs from the former when the proxy version is overridden.
+	proxied, created := map[string][]string{}, map[string][]string{}
 	for _, p := range snap.Pods {
 		if p.Labels[labelLinkerdComponent] == "" {
 			continue
 		}
-		v := p.Annotations[annotLinkerdProxyVer]
-		if v == "" {
-			_, v, _ = strings.Cut(p.Annotations[annotLinkerdCreatedBy], " ")
-		}
 		cpNS := cmp.Or(p.Labels[labelLinkerdNamespace], p.Namespace)
-		if v != "" && !slices.Contains(planes[cpNS], v) {
-			planes[cpNS] = append(planes[cpNS], v)
+		if v := p.Annotations[annotLinkerdProxyVer]; v != "" && !slices.Contains(proxied[cpNS], v) {
+			proxied[cpNS] = append(proxied[cpNS], v)
+		}
+		if _, v, _ := strings.Cut(p.Annotations[annotLinkerdCreatedBy], " "); v != "" && !slices.Contains(created[cpNS], v) {
+			created[cpNS] = append(created[cpNS], v)
+		}
+	}
+	planes := proxied
+	for cpNS, vs := range created {
+		if _, ok := planes[cpNS]; !ok {
+			planes[cpNS] = vs
 		}
 	}
 	if len(planes) == 0 {

@@ -171,6 +171,17 @@ func TestDeriveRevisions(t *testing.T) {
 			},
 		},
 		{
+			name: "a revision only remote clusters' proxies use is not left behind here",
+			snap: reconcile.Snapshot{
+				Namespaces: []reconcile.Namespace{ns("shop", "istio.io/rev", "1-24")},
+				Pods:       noPods, RevisionTags: noTags,
+				Istiods: []reconcile.IstiodView{
+					view("istiod-1-24-0", "1-24", on("a-1.shop")),
+					view("istiod-1-23-0", "1-23", on("b-1.remote-only")),
+				},
+			},
+		},
+		{
 			name: "left behind only where nothing selects the revision: a canary in progress, a pod, a tag and the default keep theirs",
 			snap: reconcile.Snapshot{
 				Namespaces: []reconcile.Namespace{ns("shop", "istio.io/rev", "1-24"), ns("web", "istio.io/rev", "1-23"), ns("plain")},
@@ -188,7 +199,7 @@ func TestDeriveRevisions(t *testing.T) {
 				},
 			},
 			want: []Problem{{Code: CodeRevisionLeftBehind, Subject: Subject{Revision: "1-20"},
-				Detail: "2 proxies still connected", Evidence: "e-1.plain, f-1.remote"}},
+				Detail: "1 proxy still connected", Evidence: "e-1.plain"}},
 		},
 		{
 			name: "linkerd: proxies on another version than their control plane injects, per namespace; pinned ones marked",
@@ -201,6 +212,8 @@ func TestDeriveRevisions(t *testing.T) {
 					dataPod("shop", "web-3", "stable-2.14.8", annotLinkerdPinnedProxy, "stable-2.14.8"),
 					dataPod("books", "api-1", "stable-2.14.10"),
 					pod("plain", "no-proxy-1"),
+					// The heartbeat job has no proxy; its installer's version is not the proxies'.
+					annotated(pod("linkerd", "linkerd-heartbeat-1", labelLinkerdComponent, "heartbeat"), annotLinkerdCreatedBy, "linkerd/helm stable-2.14.11"),
 				},
 			},
 			want: []Problem{{Code: CodeLinkerdProxyVersionDrift, Subject: nsRef("shop"),
