@@ -36,7 +36,7 @@ istio:
   pollInterval: 1s
 reconcile:
   staleGrace: %s
-`, bed.kube.Kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile, grace)
+`, bed.kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile, grace)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -251,4 +255,72 @@ func TestOrphanMeshObject(t *testing.T) {
 			t.Fatalf("the Flux-owned VirtualService is reported orphaned: %+v", got)
 		}
 	}
+}
+
+// While a GitOps source cannot be read, every mesh object looks unowned: meshdrift holds
+// MD0802 instead of reporting each one, and reports the object once the source answers
+// and still owns nothing of it. The source here is an Argo CD API server (argocd.apiServer)
+// that is down at first; what answers later is a stand-in that lists no Application, since
+// the bed runs Argo CD's CRDs but not its API server.
+func TestOrphansHeldWhileASourceIsDown(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ns := newNamespace(t)
+	applyVS(t, ns, "handmade", "5s")
+	handmade := reconcile.ObjectRef{Group: "networking.istio.io", Kind: "VirtualService", Namespace: ns, Name: "handmade"}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // down: connections are refused until the stand-in listens here
+	tokenFile := filepath.Join(t.TempDir(), "argocd.token")
+	if err := os.WriteFile(tokenFile, []byte("argocd-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := launchMeshdrift(t, 30*time.Second, func(c *config.Config) {
+		c.Findings.For = map[string]config.Duration{"MD0802": 0}
+		c.ArgoCD.APIServer = &config.ArgoCDAPIServerConfig{URL: "http://" + addr, TokenFile: tokenFile, Interval: config.Duration(time.Second)}
+	}, bed.istiod)
+
+	testbed.Eventually(t, 20*time.Second, "the mesh listed and the Argo CD source reported down", func() (bool, string) {
+		seen, down := false, false
+		for _, o := range a.snapshot().Objects {
+			seen = seen || o.Ref == handmade
+		}
+		var srcs []string
+		for _, s := range a.store.Snapshot().Sources {
+			down = down || (strings.HasPrefix(s.Name, "argocd") && !s.Up)
+			srcs = append(srcs, fmt.Sprintf("%s up=%v", s.Name, s.Up))
+		}
+		return seen && down, fmt.Sprintf("object seen %v; sources %v", seen, srcs)
+	})
+	for range 4 {
+		time.Sleep(time.Second)
+		if fs := findingsAbout(a, findings.CodeOrphanObject, handmade); len(fs) > 0 {
+			t.Fatalf("MD0802 reported while the Argo CD source is down: %+v", fs)
+		}
+	}
+
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/applications" || r.Header.Get("Authorization") != "Bearer argocd-token" {
+			http.Error(w, "unexpected request", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"metadata":{},"items":[]}`))
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	testbed.Eventually(t, 20*time.Second, "MD0802 once the source answers", func() (bool, string) {
+		fs := findingsAbout(a, findings.CodeOrphanObject, handmade)
+		if len(fs) != 1 {
+			return false, fmt.Sprintf("%d findings", len(fs))
+		}
+		return fs[0].State == findings.StateFiring, string(fs[0].State)
+	})
 }

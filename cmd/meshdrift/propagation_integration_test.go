@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,9 @@ var bed struct {
 	// tokenFile is an istio-ca token of meshdrift's ServiceAccount in meshdrift-system,
 	// as the shipped manifests project one.
 	tokenFile string
+	// kubeconfig authenticates as that ServiceAccount, bound by manifests/rbac.yaml: meshdrift
+	// runs with the shipped RBAC, so a watch or write it lacks fails the test that needs it.
+	kubeconfig string
 }
 
 func TestMain(m *testing.M) {
@@ -44,9 +48,25 @@ func TestMain(m *testing.M) {
 		if bed.tokenFile, err = b.Kube.TokenFile(context.Background(), testbed.MeshdriftNamespace, "meshdrift"); err != nil {
 			return teardown, err
 		}
+		if bed.kubeconfig, err = shippedRBAC(b.Kube); err != nil {
+			return teardown, err
+		}
 		bed.started = true
 		return teardown, nil
 	}))
+}
+
+// shippedRBAC applies manifests/rbac.yaml and returns a kubeconfig of the ServiceAccount
+// it binds.
+func shippedRBAC(k *testbed.Kube) (string, error) {
+	rbac, err := os.ReadFile(filepath.Join("..", "..", "manifests", "rbac.yaml"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := k.Apply(context.Background(), "test", string(rbac)); err != nil {
+		return "", fmt.Errorf("applying manifests/rbac.yaml: %w", err)
+	}
+	return k.ServiceAccountKubeconfig(context.Background(), testbed.MeshdriftNamespace, "meshdrift")
 }
 
 // istiodOptions configure an istiod as the README tells users to: debug endpoints open to
@@ -65,8 +85,20 @@ func startMeshdrift(t *testing.T, grace time.Duration, istiods ...*testbed.Istio
 // startMeshdriftWith is startMeshdrift with the configuration changed by edit first.
 func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
 	t.Helper()
+	a := launchMeshdrift(t, grace, edit, istiods...)
+	syncCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	if err := a.waitSynced(syncCtx); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// launchMeshdrift is startMeshdriftWith without waiting for the sources to sync.
+func launchMeshdrift(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
+	t.Helper()
 	cfg := config.Default()
-	cfg.Kubeconfig = bed.kube.Kubeconfig
+	cfg.Kubeconfig = bed.kubeconfig
 	cfg.Flux.Receiver.Enabled = false
 	cfg.Istio.Transport = config.TransportXDSTLS
 	cfg.Istio.PollInterval = config.Duration(time.Second)
@@ -97,11 +129,6 @@ func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Con
 		cancel()
 		<-done
 	})
-	syncCtx, stop := context.WithTimeout(ctx, 30*time.Second)
-	defer stop()
-	if err := a.waitSynced(syncCtx); err != nil {
-		t.Fatal(err)
-	}
 	return a
 }
 

@@ -105,7 +105,7 @@ argocd: {enabled: false}
 istio: {enabled: false}
 flux:
   receiver: {enabled: true, hmacKeyFile: %s}
-`, bed.kube.Kubeconfig, keyFile))
+`, bed.kubeconfig, keyFile))
 	base, logs := startServe(t, cfg)
 	url := base + "/flux/events"
 
@@ -163,7 +163,7 @@ argocd: {enabled: false}
 istio: {enabled: false}
 flux:
   receiver: {enabled: true, insecureNoAuth: true}
-`, bed.kube.Kubeconfig))
+`, bed.kubeconfig))
 	base, logs := startServe(t, cfg)
 	body, err := os.ReadFile("../../adapters/flux/testdata/event-generic-hmac.json")
 	if err != nil {

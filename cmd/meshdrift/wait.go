@@ -363,6 +363,18 @@ func describeChanges(ps []reconcile.Propagation) string {
 		if len(p.Restricted) > 0 {
 			fmt.Fprintf(&b, ", istiod shows only part of the mesh: %s", strings.Join(p.Restricted, ", "))
 		}
+		// Errors the change cannot have caused do not decide the wait, but whoever waits
+		// should still hear of them: the proxy is broken for another reason.
+		if n := len(p.Concurrent); n > 0 {
+			o := p.Concurrent[0]
+			fmt.Fprintf(&b, ", not caused by it: %s %s", o.Proxy, o.State)
+			if o.Error != "" {
+				fmt.Fprintf(&b, ": %s", o.Error)
+			}
+			if n > 1 {
+				fmt.Fprintf(&b, " (and %d more)", n-1)
+			}
+		}
 	}
 	return b.String()
 }

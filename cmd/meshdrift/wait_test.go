@@ -264,6 +264,22 @@ func TestWaiterState(t *testing.T) {
 				state: reconcile.PropagationUnknown, msg: "istiod unreachable: istiod-1"}},
 		},
 		{
+			name:     "a NACK the change cannot have caused is told, not counted",
+			revision: revB,
+			steps: func() []step {
+				p := change("shop", t0.Add(8*time.Second), reconcile.PropagationPropagated, key)
+				p.Concurrent = []reconcile.ProxyOutcome{
+					{Proxy: "ratings-v1.shop", Istiod: "istiod-1", State: reconcile.PropagationNACKed, Error: "listener 0.0.0.0_9080: bad filter"},
+					{Proxy: "reviews-v1.shop", Istiod: "istiod-1", State: reconcile.PropagationNACKed, Error: "listener 0.0.0.0_9080: bad filter"},
+				}
+				s := snap(ptr(app(revB, t0.Add(9*time.Second))), p)
+				return []step{
+					{at: 10 * time.Second, snap: s, state: reconcile.PropagationPending, msg: "not caused by it: ratings-v1.shop NACKed: listener 0.0.0.0_9080: bad filter (and 1 more)"},
+					{at: 13 * time.Second, snap: s, state: reconcile.PropagationPropagated, msg: "not caused by it: ratings-v1.shop"},
+				}
+			}(),
+		},
+		{
 			name:     "restricted istiod view: Unknown, never propagated",
 			revision: revB,
 			steps: []step{{at: 20 * time.Second, snap: snap(ptr(app(revB, t0.Add(9*time.Second))), func() reconcile.Propagation {

@@ -225,6 +225,11 @@ func (a *app) snapshot() reconcile.Snapshot {
 	if a.tags != nil {
 		snap.RevisionTags = a.tags.List()
 	}
+	for _, c := range a.components {
+		if c.synced != nil && !c.synced() {
+			snap.Unsynced = append(snap.Unsynced, c.name)
+		}
+	}
 	return snap
 }
 

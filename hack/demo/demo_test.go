@@ -58,7 +58,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	l.Close()
 
 	var out bytes.Buffer
-	cmd := exec.Command(demo, "--meshdrift", meshdrift, "--listen", listen, "--log-dir", filepath.Join(dir, "logs"))
+	cmd := exec.Command(demo, "--meshdrift", meshdrift, "--rbac", "../../manifests/rbac.yaml", "--listen", listen, "--log-dir", filepath.Join(dir, "logs"))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

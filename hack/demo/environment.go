@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,7 +24,9 @@ type environment struct {
 	am     *testbed.Alertmanager
 	// tokenFile is meshdrift's istio-ca token, from meshdrift-system as when deployed.
 	tokenFile string
-	proxies   []*xdsproxy.Proxy
+	// kubeconfig authenticates as meshdrift's ServiceAccount, bound by the shipped RBAC.
+	kubeconfig string
+	proxies    []*xdsproxy.Proxy
 }
 
 func (e *environment) stop(log *slog.Logger) {
@@ -67,7 +70,7 @@ func (e *environment) istiodStop() error {
 
 // startEnvironment brings up the bed and the sample mesh. On error the returned environment
 // holds what did start, so that the caller can stop it.
-func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Assets, logDir string) (*environment, error) {
+func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Assets, logDir, rbacFile string) (*environment, error) {
 	e := &environment{}
 	var err error
 	log.Info("starting kube-apiserver and etcd")
@@ -83,6 +86,16 @@ func startEnvironment(ctx context.Context, log *slog.Logger, assets testbed.Asse
 		return e, err
 	}
 	if e.tokenFile, err = e.kube.TokenFile(ctx, testbed.MeshdriftNamespace, "meshdrift"); err != nil {
+		return e, err
+	}
+	rbac, err := os.ReadFile(rbacFile)
+	if err != nil {
+		return e, fmt.Errorf("meshdrift's RBAC: %w", err)
+	}
+	if _, err := e.kube.Apply(ctx, "demo", string(rbac)); err != nil {
+		return e, fmt.Errorf("applying %s: %w", rbacFile, err)
+	}
+	if e.kubeconfig, err = e.kube.ServiceAccountKubeconfig(ctx, testbed.MeshdriftNamespace, "meshdrift"); err != nil {
 		return e, err
 	}
 	log.Info("starting Alertmanager")

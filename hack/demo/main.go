@@ -27,6 +27,7 @@ func main() {
 		binary    = flag.String("meshdrift", "bin/meshdrift", "meshdrift binary to run")
 		listen    = flag.String("listen", "127.0.0.1:9090", "address meshdrift serves its status, metrics and webhooks on")
 		logDir    = flag.String("log-dir", "", "directory for the bed's logs (default: a new temporary directory)")
+		rbac      = flag.String("rbac", "manifests/rbac.yaml", "meshdrift's shipped RBAC, applied and used: meshdrift runs as its ServiceAccount")
 		exitAfter = flag.Duration("exit-after", 0, "stop by itself after this long (0: run until Ctrl-C); used by tests")
 	)
 	flag.Parse()
@@ -38,13 +39,13 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *exitAfter)
 		defer cancel()
 	}
-	if err := run(ctx, log, *binary, *listen, *logDir); err != nil {
+	if err := run(ctx, log, *binary, *listen, *logDir, *rbac); err != nil {
 		log.Error("demo failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, binary, listen, logDir string) (err error) {
+func run(ctx context.Context, log *slog.Logger, binary, listen, logDir, rbacFile string) (err error) {
 	assets, err := testbed.LoadAssets()
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func run(ctx context.Context, log *slog.Logger, binary, listen, logDir string) (
 			return fmt.Errorf("creating log directory: %w", err)
 		}
 	}
-	env, err := startEnvironment(ctx, log, assets, logDir)
+	env, err := startEnvironment(ctx, log, assets, logDir, rbacFile)
 	if env != nil {
 		defer env.stop(log)
 	}
@@ -149,7 +150,7 @@ alerting:
   alertmanager:
     urls: [%s]
     externalURL: http://%s
-`, env.kube.Kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile, env.am.URL, listen)
+`, env.kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile, env.am.URL, listen)
 }
 
 // waitReady polls url until it answers 200 or ctx ends.

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // MeshdriftNamespace is where the shipped manifests deploy meshdrift; tests read istiod
@@ -74,4 +76,32 @@ func (k *Kube) EnsureServiceAccount(ctx context.Context, namespace, name string)
 		return fmt.Errorf("creating service account %s/%s: %w", namespace, name, err)
 	}
 	return nil
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that authenticates to the bed's API server
+// as namespace/serviceAccount with a TokenRequest token of the API server's own audience,
+// as in-cluster config would, and returns its path. A program run with it is authorized
+// by whatever RBAC binds that ServiceAccount, not as the bed's admin.
+func (k *Kube) ServiceAccountKubeconfig(ctx context.Context, namespace, serviceAccount string) (string, error) {
+	tok, err := k.ServiceAccountToken(ctx, namespace, serviceAccount)
+	if err != nil {
+		return "", err
+	}
+	name := namespace + "-" + serviceAccount
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["bed"] = &clientcmdapi.Cluster{Server: k.Config.Host, CertificateAuthorityData: k.Config.CAData}
+	if len(k.Config.CAData) == 0 && k.Config.CAFile != "" {
+		cfg.Clusters["bed"].CertificateAuthority = k.Config.CAFile
+	}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tok}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: "bed", AuthInfo: name}
+	cfg.CurrentContext = name
+	path := filepath.Join(k.LogDir, "tokens", name+".kubeconfig")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("kubeconfig directory: %w", err)
+	}
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", fmt.Errorf("writing kubeconfig for %s: %w", name, err)
+	}
+	return path, nil
 }

@@ -77,6 +77,10 @@ func (d *deriver) orphans(snap reconcile.Snapshot, owners ownerIndex) {
 		// Not filled in: there is nothing to judge, and nothing to hold.
 		return
 	}
+	if len(snap.Unsynced) > 0 {
+		d.out.Holds = append(d.out.Holds, Hold{Code: CodeOrphanObject, Reason: "not read yet: " + strings.Join(snap.Unsynced, ", ")})
+		return
+	}
 	if why, ok := gitOpsComplete(snap.Sources); !ok {
 		d.out.Holds = append(d.out.Holds, Hold{Code: CodeOrphanObject, Reason: why})
 		return

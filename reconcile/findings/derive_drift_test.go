@@ -100,6 +100,15 @@ func TestDeriveDrift(t *testing.T) {
 			holds: []Hold{{AppSource: reconcile.SourceArgoCD, Reason: "argocd"}, {Code: CodeOrphanObject, Reason: "source argocd is down"}},
 		},
 		{
+			name: "no orphans while an enabled source has not completed its first read, even before it reports",
+			snap: reconcile.Snapshot{
+				Sources:  []reconcile.SourceStatus{{Name: "flux/Kustomization", Up: true}, {Name: "mesh", Up: true}},
+				Objects:  []reconcile.MeshChange{object(mtls, reconcile.AppKey{})},
+				Unsynced: []string{"argocd-api"},
+			},
+			holds: []Hold{{Code: CodeOrphanObject, Reason: "not read yet: argocd-api"}},
+		},
+		{
 			name: "no orphans when every GitOps CRD is missing",
 			snap: reconcile.Snapshot{
 				Sources: []reconcile.SourceStatus{{Name: "flux/Kustomization", Up: true, NotInstalled: true}},
