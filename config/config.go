@@ -95,7 +95,7 @@ type IstioConfig struct {
 	MonitoringAddresses []string `json:"monitoringAddresses,omitempty"`
 	// Revisions are the same istiods' control-plane revisions (their istio.io/rev
 	// label), in the same order; optional. Pod discovery reads them from the pods; with
-	// addresses and no revisions, the revision checks (MD0701) are off, since every
+	// addresses and no revisions, the revision checks (MD0701, MD0703) are off, since every
 	// address would read as the default revision.
 	Revisions []string `json:"revisions,omitempty"`
 	// Transport: "xds-tls" (15012, Istio root CA + istio-ca token), "xds-plaintext" (15010)

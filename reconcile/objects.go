@@ -67,3 +67,10 @@ type PodMeta struct {
 	Namespace, Name     string
 	Labels, Annotations map[string]string
 }
+
+// RevisionTag is an Istio revision tag (`istioctl tag set`): a stable name a namespace's
+// or pod's istio.io/rev label may use instead of a revision. It lives only as the labels
+// istio.io/tag and istio.io/rev of the tag's MutatingWebhookConfiguration.
+type RevisionTag struct {
+	Tag, Revision string
+}

@@ -340,6 +340,9 @@ type Snapshot struct {
 	// Pods are every pod's metadata, when the caller fills them from a pod metadata
 	// lister; nil otherwise.
 	Pods []PodMeta
+	// RevisionTags are Istio's revision tags, sorted by tag, when the caller fills them
+	// from a webhook lister; nil while they are not known (an empty slice: no tags).
+	RevisionTags []RevisionTag
 	// Unsynced names the caller's sources that have not completed their first read. A
 	// source that has never answered may not have reported itself at all yet; judging
 	// the mesh against the apps read so far would call its objects unowned.

@@ -60,6 +60,7 @@ type app struct {
 	objects    *reconcile.MeshObjects
 	namespaces *mesh.Namespaces
 	pods       *mesh.Pods
+	tags       *mesh.RevisionTags
 }
 
 // wire builds every part the configuration enables.
@@ -117,6 +118,8 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 		a.components = append(a.components, component{name: "namespaces", run: a.namespaces.Run, synced: a.namespaces.HasSynced})
 		a.pods = mesh.NewPods(md, 0)
 		a.components = append(a.components, component{name: "pods", run: a.pods.Run, synced: a.pods.HasSynced})
+		a.tags = mesh.NewRevisionTags(md, 0)
+		a.components = append(a.components, component{name: "revision-tags", run: a.tags.Run, synced: a.tags.HasSynced})
 	}
 	if cfg.Istio.Enabled {
 		errs = append(errs, a.wireIstio(restCfg))
@@ -218,6 +221,9 @@ func (a *app) snapshot() reconcile.Snapshot {
 	}
 	if a.pods != nil {
 		snap.Pods = a.pods.List()
+	}
+	if a.tags != nil {
+		snap.RevisionTags = a.tags.List()
 	}
 	for _, c := range a.components {
 		if c.synced != nil && !c.synced() {

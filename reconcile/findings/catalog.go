@@ -83,8 +83,10 @@ const (
 	CodeRouteRefsNotResolved Code = "MD0602"
 	CodeRouteStatusStale     Code = "MD0603"
 
-	CodeNamespaceRevisionDrift Code = "MD0701"
-	CodeProxyVersionDrift      Code = "MD0702"
+	CodeNamespaceRevisionDrift   Code = "MD0701"
+	CodeProxyVersionDrift        Code = "MD0702"
+	CodeRevisionLeftBehind       Code = "MD0703"
+	CodeLinkerdProxyVersionDrift Code = "MD0704"
 
 	CodeOutOfBandEdit Code = "MD0801"
 	CodeOrphanObject  Code = "MD0802"
@@ -274,14 +276,26 @@ var catalog = []Entry{
 	{
 		Code: CodeNamespaceRevisionDrift, Name: "NamespaceRevisionDrift", Severity: SeverityWarning, For: 10 * time.Minute,
 		Summary:     "proxies in {object} run on another istiod revision than the namespace selects: {detail}",
-		Description: "The namespace's `istio.io/rev` label (or `istio-injection=enabled`, which selects the `default` revision) names one control-plane revision, but istiod's views show proxies of the namespace connected to an istiod of another revision: pods injected before the label changed (a canary upgrade whose workloads were never restarted), or a label nobody meant. Pods whose own `istio.io/rev` label overrides the namespace's, and revision tags, are not resolved yet: suppress such namespaces with `findings.ignore`. `istioctl analyze` has no live counterpart (IST0143 and IST0144 check labels, not connected proxies).",
-		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that they are injected by the selected revision, or fix the namespace label.",
+		Description: "Proxies of the namespace are connected (as istiod's views show) to an istiod of another control-plane revision than their labels select, read as Istio's injection webhooks read them: a pod's `sidecar.istio.io/inject=false` and the namespace's `istio-injection` decide first (`enabled` selects the `default` revision), then the namespace's `istio.io/rev`, then the pod's own `istio.io/rev` (where namespace and pod name different ones, either is accepted: Istio follows the namespace's unless `revisionLabelPreference` is `pod`), then the pod's `sidecar.istio.io/inject=true` (the default revision). A revision tag (`istioctl tag set`, a MutatingWebhookConfiguration labelled `istio.io/tag` and `istio.io/rev`) is resolved to its revision first, the `default` tag included. The usual cause: pods injected before the label or tag moved (a canary upgrade whose workloads were never restarted), or a label nobody meant. Proxies whose pod meshdrift does not see (VMs) are judged by their namespace's labels. `istioctl analyze` has no live counterpart (IST0143 and IST0144 check labels, not connected proxies).",
+		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that they are injected by the selected revision, or fix the namespace or pod label.",
 	},
 	{
 		Code: CodeProxyVersionDrift, Name: "ProxyVersionDrift", Severity: SeverityInfo, For: 10 * time.Minute,
 		Summary:     "proxy {proxy} runs Istio {detail}",
 		Description: "The proxy's Istio version differs from the version of the istiod it is connected to, as both report it over xDS, compared by the numeric parts both carry (a `1.31-dev` build matches `1.31.0`). A skew within Istio's supported range works, but a proxy left on an old version misses fixes and is the usual cause of MD0305 after an upgrade.",
 		Remedy:      "Restart the proxy's workload so that it is injected with the current proxy image (`kubectl rollout restart`).",
+	},
+	{
+		Code: CodeRevisionLeftBehind, Name: "IstioRevisionLeftBehind", Severity: SeverityWarning, For: 30 * time.Minute,
+		Summary:     "proxies still run on Istio revision {revision}, which nothing selects: {detail}",
+		Description: "Proxies are connected to an istiod of a control-plane revision that no namespace label, no pod label and no revision tag selects any more, and that is not the default revision: a canary upgrade finished (every label and tag moved to the new revision) but these workloads were never restarted, so they stay on the old control plane, which cannot be removed without cutting them off. A canary still in progress (some namespace or pod still selects the revision) is not reported, nor are proxies of namespaces this cluster does not have (a remote cluster's, whose labels meshdrift does not see). Derived only once every pod's labels and the revision tags are read; the finding names the revision (the alert's `revision` label) and lists the proxies.",
+		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that they are injected by the revision their labels select, then remove the old revision's istiod.",
+	},
+	{
+		Code: CodeLinkerdProxyVersionDrift, Name: "LinkerdProxyVersionDrift", Severity: SeverityInfo, For: 10 * time.Minute,
+		Summary:     "Linkerd proxies in {object} differ from their control plane: {detail}",
+		Description: "Pods of the namespace run a Linkerd proxy (`linkerd.io/proxy-version` annotation) of another version than their control plane injects: the version on the control plane's own pods (labelled `linkerd.io/control-plane-component`, their `linkerd.io/proxy-version`, else the version in `linkerd.io/created-by`), in the control-plane namespace the pod's `linkerd.io/control-plane-ns` label names. Pods injected before a Linkerd upgrade keep their old proxy until restarted; `linkerd check --proxy` reports the same. A proxy version pinned with `config.linkerd.io/proxy-version` is reported and marked as pinned. A control plane whose pods disagree (an upgrade rolling out) is not compared with.",
+		Remedy:      "Restart the listed workloads (`kubectl rollout restart`) so that the proxy injector gives them the current proxy, or remove an outdated `config.linkerd.io/proxy-version` pin.",
 	},
 	{
 		Code: CodeOutOfBandEdit, Name: "MeshObjectEditedOutOfBand", Severity: SeverityWarning, For: 0,

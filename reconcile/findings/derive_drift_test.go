@@ -24,9 +24,6 @@ func TestDeriveDrift(t *testing.T) {
 	// Without GitOps sources in the snapshot, orphans are held rather than derived.
 	noGitOps := []Hold{{Code: CodeOrphanObject, Reason: "no GitOps source read yet"}}
 	tel := reconcile.ObjectRef{Group: "telemetry.istio.io", Kind: "Telemetry", Namespace: "shop", Name: "default"}
-	proxy := func(id, rev, version, cp string) reconcile.ProxyStatus {
-		return reconcile.ProxyStatus{ID: id, Revision: rev, IstioVersion: version, ControlPlaneVersion: cp}
-	}
 	cases := []struct {
 		name  string
 		snap  reconcile.Snapshot
@@ -119,38 +116,6 @@ func TestDeriveDrift(t *testing.T) {
 			},
 			want:  []Problem{{Code: CodeSourceNotInstalled, Subject: Subject{Source: "flux/Kustomization"}}},
 			holds: []Hold{{Code: CodeOrphanObject, Reason: "no GitOps source read yet"}},
-		},
-		{
-			name: "revision drift: proxies on another revision than their namespace selects; version skew per proxy",
-			snap: reconcile.Snapshot{
-				Namespaces: []reconcile.Namespace{
-					{Name: "shop", Labels: map[string]string{"istio.io/rev": "canary"}},
-					{Name: "legacy", Labels: map[string]string{"istio-injection": "enabled", "istio.io/rev": "canary"}},
-					{Name: "off", Labels: map[string]string{"istio-injection": "disabled"}},
-					{Name: "plain"},
-				},
-				Istiods: []reconcile.IstiodView{
-					{Istiod: "istiod-canary-0", Revision: "canary", ObservedAt: t0, Proxies: []reconcile.ProxyStatus{
-						proxy("reviews-1.shop", "", "1.24.0", "1.24.0"),
-						proxy("web-1.legacy", "", "1.24.0", "1.24.0"),
-						proxy("x-1.off", "", "1.24.0", "1.24.0"),
-						proxy("y-1.plain", "", "1.24.0", "1.24.0"),
-					}},
-					{Istiod: "istiod-0", Revision: "default", ObservedAt: t0, Proxies: []reconcile.ProxyStatus{
-						proxy("ratings-1.shop", "", "1.23.2", "1.24.0"),
-						proxy("web-2.legacy", "default", "1.24.0", "1.24.0"),
-					}},
-					{Istiod: "istiod-unknown", ObservedAt: t0, Proxies: []reconcile.ProxyStatus{proxy("details-1.shop", "", "", "")}},
-				},
-			},
-			want: []Problem{
-				{Code: CodeNamespaceRevisionDrift, Subject: Subject{Object: reconcile.ObjectRef{Kind: "Namespace", Name: "legacy"}},
-					Detail: "selects default, 1 proxy on canary", Evidence: "web-1.legacy on canary"},
-				{Code: CodeNamespaceRevisionDrift, Subject: Subject{Object: reconcile.ObjectRef{Kind: "Namespace", Name: "shop"}},
-					Detail: "selects canary, 1 proxy on default", Evidence: "ratings-1.shop on default"},
-				{Code: CodeProxyVersionDrift, Subject: Subject{Proxy: "ratings-1.shop"},
-					Detail: "1.23.2, its istiod istiod-0 runs 1.24.0", StartsAt: t0},
-			},
 		},
 		{
 			name: "an ignore annotation on the object suppresses its out-of-band edit",

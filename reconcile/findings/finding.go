@@ -54,6 +54,7 @@ type Subject struct {
 	// Revision is set only where the problem is one revision's (MD0101 sync failed,
 	// MD0104 not applied); a change's findings name the app's revision in their evidence,
 	// so that the app moving to a new revision does not make the same NACK a new finding.
+	// Without an App, Revision is an Istio control-plane revision (MD0703).
 	App      reconcile.AppKey
 	Revision string
 	// Istiod and Proxy name an istiod instance and one of its proxies ("<pod>.<ns>").
