@@ -340,6 +340,9 @@ type Snapshot struct {
 	// Pods are every pod's metadata, when the caller fills them from a pod metadata
 	// lister; nil otherwise.
 	Pods []PodMeta
+	// Checks is the latest run of the semantic checks, when the caller fills it; nil
+	// otherwise.
+	Checks *CheckRun
 }
 
 // Snapshot returns everything sorted by key.
