@@ -153,3 +153,57 @@ spec:
 		return st == "resolved", st + ": " + sum
 	})
 }
+
+// A DestinationRule subset whose labels no pod of its Service carries is MD0505, read
+// from live pod metadata; a pod with those labels resolves it.
+func TestLiveCheckSubsetPods(t *testing.T) {
+	testbed.Need(t, bed.started)
+	ns := newNamespace(t)
+	_, srv := startChecked(t, "MD0505")
+	ctx := context.Background()
+	pod := `apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-%[2]s
+  namespace: %[1]s
+  labels: {app: reviews, version: %[2]s}
+spec:
+  containers: [{name: app, image: example.invalid/reviews:1}]
+`
+	if _, err := bed.kube.Apply(ctx, "kubectl", fmt.Sprintf(pod, ns, "v1")+"---\n"+fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: %[1]s}
+spec:
+  selector: {app: reviews}
+  ports: [{port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: %[1]s}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`, ns)); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 20*time.Second, "MD0505 firing on the DestinationRule", func() (bool, string) {
+		st, sum := findingState(t, srv, "MD0505", "DestinationRule", ns, "reviews")
+		return st == "firing", st + ": " + sum
+	})
+	_, sum := findingState(t, srv, "MD0505", "DestinationRule", ns, "reviews")
+	if !strings.Contains(sum, `subset "v2" (version=v2) matches no pod`) || strings.Contains(sum, `"v1"`) {
+		t.Errorf("summary %q: want subset v2 only", sum)
+	}
+
+	created := time.Now()
+	if _, err := bed.kube.Apply(ctx, "kubectl", fmt.Sprintf(pod, ns, "v2")); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 20*time.Second, "MD0505 resolved once a v2 pod exists", func() (bool, string) {
+		st, sum := findingState(t, srv, "MD0505", "DestinationRule", ns, "reviews")
+		return st == "resolved", st + ": " + sum
+	})
+	t.Logf("v2 pod created → MD0505 resolved after %s (resolveAfter 1s)", time.Since(created).Round(time.Millisecond))
+}
