@@ -228,7 +228,7 @@ func printChecks(w io.Writer, run *reconcile.CheckRun) {
 			ran++
 		}
 	}
-	fmt.Fprintf(w, "%d of %d ran in %s, %d result(s)\n", ran, len(run.Checks), run.Duration.Round(time.Millisecond), len(run.Results))
+	fmt.Fprintf(w, "%d of %d ran in %s, %d result(s)\n", ran, len(run.Checks), run.Duration.Round(time.Microsecond), len(run.Results))
 	for _, c := range run.Checks {
 		if c.Skipped != "" {
 			fmt.Fprintf(w, "skipped %s %s: %s\n", c.Code, c.Name, c.Skipped)
