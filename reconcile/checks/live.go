@@ -21,6 +21,7 @@ type Source interface {
 const (
 	DefaultMinInterval = time.Second
 	DefaultMaxInterval = 30 * time.Second
+	DefaultSettle      = time.Second
 	// durationFactor spaces runs by at least this many times the last run's duration, so
 	// that a cluster whose pods churn all the time does not keep a core busy.
 	durationFactor = 10
@@ -37,6 +38,11 @@ type LiveConfig struct {
 	// without an event the runner hears of (status written by controllers). 0 means
 	// DefaultMaxInterval.
 	MaxInterval time.Duration
+	// Settle is how long a run waits after the first change it sees: the objects of one
+	// apply (a VirtualService and the Service it routes to) arrive as separate events and
+	// must be judged together, not as a VirtualService routing nowhere. 0 means
+	// DefaultSettle.
+	Settle time.Duration
 }
 
 // Live runs the checks on the live cluster whenever something they read changed
@@ -59,7 +65,7 @@ func NewLive(cfg LiveConfig, src Source, now func() time.Time, log *slog.Logger)
 	if src == nil {
 		return nil, errors.New("live checks: a source is required")
 	}
-	if cfg.MinInterval < 0 || cfg.MaxInterval < 0 {
+	if cfg.MinInterval < 0 || cfg.MaxInterval < 0 || cfg.Settle < 0 {
 		return nil, errors.New("live checks: intervals must not be negative")
 	}
 	if cfg.Checks == nil {
@@ -70,6 +76,9 @@ func NewLive(cfg LiveConfig, src Source, now func() time.Time, log *slog.Logger)
 	}
 	if cfg.MaxInterval == 0 {
 		cfg.MaxInterval = DefaultMaxInterval
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = DefaultSettle
 	}
 	if cfg.MaxInterval < cfg.MinInterval {
 		return nil, errors.New("live checks: maxInterval must not be below minInterval")
@@ -107,8 +116,9 @@ func (l *Live) Latest() *reconcile.CheckRun {
 	return &r
 }
 
-// Run runs the checks until ctx ends: at once, then on every poke no sooner than the
-// minimum interval after the last run, and after the maximum interval without one.
+// Run runs the checks until ctx ends: at once, then Settle after a poke but no sooner
+// than the minimum interval after the last run, and after the maximum interval without
+// one.
 func (l *Live) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -118,8 +128,9 @@ func (l *Live) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-l.poke:
-			// Wait out the minimum interval; pokes meanwhile fold into this run.
-			if wait := l.nextAllowed().Sub(l.now()); wait > 0 {
+			// Wait for the rest of the change and out the minimum interval; pokes
+			// meanwhile fold into this run.
+			if wait := max(l.nextAllowed().Sub(l.now()), l.cfg.Settle); wait > 0 {
 				timer.Reset(wait)
 				select {
 				case <-ctx.Done():

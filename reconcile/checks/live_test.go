@@ -102,7 +102,7 @@ func TestLiveWaitsForSync(t *testing.T) {
 func TestLiveCoalescesPokes(t *testing.T) {
 	src := &stubSource{file: "destinationhost.yaml", t: t}
 	const minInterval = 300 * time.Millisecond
-	l, err := NewLive(LiveConfig{MinInterval: minInterval, MaxInterval: time.Hour}, src, nil, nil)
+	l, err := NewLive(LiveConfig{MinInterval: minInterval, MaxInterval: time.Hour, Settle: time.Millisecond}, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestLiveCoalescesPokes(t *testing.T) {
 // Without any poke, the checks still run every MaxInterval.
 func TestLiveRunsAtMaxInterval(t *testing.T) {
 	src := &stubSource{file: "destinationhost.yaml", t: t}
-	l, err := NewLive(LiveConfig{MinInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond}, src, nil, nil)
+	l, err := NewLive(LiveConfig{MinInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Settle: time.Millisecond}, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +151,7 @@ func TestNewLiveRejectsBadIntervals(t *testing.T) {
 	for _, cfg := range []LiveConfig{
 		{MinInterval: -time.Second},
 		{MaxInterval: -time.Second},
+		{Settle: -time.Second},
 		{MinInterval: time.Minute, MaxInterval: time.Second},
 	} {
 		if _, err := NewLive(cfg, src, nil, nil); err == nil {
@@ -159,5 +160,32 @@ func TestNewLiveRejectsBadIntervals(t *testing.T) {
 	}
 	if _, err := NewLive(LiveConfig{}, nil, nil, nil); err == nil {
 		t.Error("NewLive without a source accepted")
+	}
+}
+
+// After a quiet spell, a change is judged Settle after it arrived, not at once: the
+// Service an apply creates with its VirtualService has time to arrive too.
+func TestLiveSettlesAfterAChange(t *testing.T) {
+	src := &stubSource{file: "destinationhost.yaml", t: t}
+	const settle = 300 * time.Millisecond
+	l, err := NewLive(LiveConfig{MinInterval: 10 * time.Millisecond, MaxInterval: time.Hour, Settle: settle}, src, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = l.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	<-l.Ran()
+	time.Sleep(50 * time.Millisecond) // past the minimum interval
+	poked := time.Now()
+	l.Poke()
+	<-l.Ran()
+	at := src.times()
+	if len(at) != 2 {
+		t.Fatalf("%d runs, want 2", len(at))
+	}
+	if d := at[1].Sub(poked); d < settle {
+		t.Errorf("ran %s after the change, want at least the %s settle", d, settle)
 	}
 }
