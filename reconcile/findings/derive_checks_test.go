@@ -97,3 +97,24 @@ func TestCheckFindingsHeldWhileBlind(t *testing.T) {
 	c.advance(time.Hour)
 	wantTransitions(t, e.Evaluate(reconcile.Snapshot{Checks: ran}), "MD0401 pending->resolved", "MD0501 firing->resolved")
 }
+
+// The meshdrift.io/ignore annotation of the object suppresses its check findings.
+func TestCheckFindingsIgnoredByAnnotation(t *testing.T) {
+	ref := vs("shop", "reviews")
+	snap := reconcile.Snapshot{
+		Objects: []reconcile.MeshChange{{Ref: ref, Ignore: "MD0501"}},
+		Checks:  checkRun(hostResult(ref, "spec.http[0].route[0].destination.host", "a")),
+	}
+	n := 0
+	for _, p := range Derive(snap, nil, Config{}).Problems {
+		if p.Code == CodeVSDestinationNotFound {
+			n++
+			if !p.Suppressed {
+				t.Errorf("%+v not suppressed by the object's annotation", p)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d MD0501 problems, want 1 (suppressed)", n)
+	}
+}
