@@ -347,6 +347,9 @@ type Snapshot struct {
 	// source that has never answered may not have reported itself at all yet; judging
 	// the mesh against the apps read so far would call its objects unowned.
 	Unsynced []string
+	// Checks is the latest run of the semantic checks, when the caller fills it; nil
+	// otherwise.
+	Checks *CheckRun
 }
 
 // Snapshot returns everything sorted by key.

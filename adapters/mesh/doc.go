@@ -53,6 +53,12 @@
 // Namespaces lists namespaces' names and labels through a metadata-only informer, for
 // the revision checks (MD0701); it never reads full Namespace objects.
 //
+// LiveSource gives the semantic checks (reconcile/checks) their live snapshot from the
+// Watcher's own informers (Objects; no second watch of the same kinds), Services (an
+// informer that keeps only name, namespace, labels, Istio's annotations and spec
+// selector, ports and type), Namespaces and Pods; which mesh kinds are served is what the
+// Watcher watches, as discovery said. It waits until every cache has synced.
+//
 // Failures: a discovery or watch failure makes the "mesh" source down
 // (reconcile.SourceStatus with the error), and it comes up again when every watch is
 // open again. Watches that merely end or expire are resumed by the reflector and are not

@@ -24,6 +24,8 @@ type Status struct {
 	// Propagation is per GitOps app and revision; Changes per mesh object change.
 	Propagation []Rollup `json:"propagation"`
 	Changes     []Change `json:"changes"`
+	// Checks is the latest run of the semantic checks, when they run.
+	Checks *Checks `json:"checks,omitempty"`
 }
 
 // Source is one source's reachability.

@@ -120,6 +120,8 @@ type indexView struct {
 	Restricted []Istiod
 	// FindingsPerApp counts unresolved findings by app page path.
 	FindingsPerApp map[string]int
+	// Checks is the latest run of the semantic checks, nil when they do not run.
+	Checks *Checks
 }
 
 type findingView struct {
@@ -175,6 +177,7 @@ func (h *Handler) pageIndex(w http.ResponseWriter, _ *http.Request) {
 			v.Restricted = append(v.Restricted, istiodOf(iv))
 		}
 	}
+	v.Checks = checksOf(s.Checks)
 	h.render(w, http.StatusOK, "index", v)
 }
 

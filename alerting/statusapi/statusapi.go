@@ -206,6 +206,7 @@ func Build(s reconcile.Snapshot, now time.Time) Status {
 	for _, p := range s.Changes {
 		st.Changes = append(st.Changes, changeOf(p))
 	}
+	st.Checks = checksOf(s.Checks)
 	return st
 }
 

@@ -33,10 +33,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	// The watchers run; istiod is read once, directly, rather than on the reader's timer.
+	// The watchers run; istiod is read once, directly, rather than on the reader's timer,
+	// and the checks run once, on the synced caches.
 	watchers := a.components[:0:0]
 	for _, c := range a.components {
-		if c.name != "istio" {
+		if c.name != "istio" && c.name != "checks" {
 			watchers = append(watchers, c)
 		}
 	}
@@ -50,11 +51,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// A failed read is reported as a source that is down, which check prints.
 		_ = a.reader.ReadOnce(ctx)
 	}
+	if a.checks != nil {
+		a.checks.RunOnce(ctx)
+	}
 	now := time.Now()
 	a.store.Evaluate(now)
 	snap := a.snapshot()
 	printSnapshot(stdout, snap)
 	printUnverified(stdout, snap)
+	printChecks(stdout, snap.Checks)
 	printFindings(stdout, findings.Current(snap, cfg.Findings.Engine(), now))
 	if problems := snapshotProblems(snap); len(problems) > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s):\n", len(problems))
@@ -202,6 +207,31 @@ func printUnverified(w io.Writer, s reconcile.Snapshot) {
 	for _, v := range s.Istiods {
 		if v.Unverified != "" && v.Restriction == nil {
 			fmt.Fprintf(w, "note: istiod %s: not checked that it shows every connected proxy: %s\n", v.Istiod, v.Unverified)
+		}
+	}
+}
+
+// printChecks says which semantic checks ran and why the others did not; their problems
+// are among the findings.
+func printChecks(w io.Writer, run *reconcile.CheckRun) {
+	if run == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nCHECKS")
+	if run.Waiting != "" {
+		fmt.Fprintf(w, "not run: %s\n", run.Waiting)
+		return
+	}
+	ran := 0
+	for _, c := range run.Checks {
+		if c.Skipped == "" {
+			ran++
+		}
+	}
+	fmt.Fprintf(w, "%d of %d ran in %s, %d result(s)\n", ran, len(run.Checks), run.Duration.Round(time.Microsecond), len(run.Results))
+	for _, c := range run.Checks {
+		if c.Skipped != "" {
+			fmt.Fprintf(w, "skipped %s %s: %s\n", c.Code, c.Name, c.Skipped)
 		}
 	}
 }

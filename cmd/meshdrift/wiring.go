@@ -29,6 +29,7 @@ import (
 	"github.com/meshdrift/meshdrift/alerting/statusapi"
 	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/reconcile"
+	"github.com/meshdrift/meshdrift/reconcile/checks"
 	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
@@ -61,6 +62,8 @@ type app struct {
 	namespaces *mesh.Namespaces
 	pods       *mesh.Pods
 	tags       *mesh.RevisionTags
+	// checks runs the semantic checks on the same caches whenever they change.
+	checks *checks.Live
 }
 
 // wire builds every part the configuration enables.
@@ -104,7 +107,14 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 		errs = append(errs, a.wireFlux(dyn, disc))
 	}
 	a.objects = reconcile.NewMeshObjects()
-	meshWatcher, err := mesh.New(mesh.Config{}, dyn, disc, reconcile.MeshSinks{store, a.objects}, store, reg, log)
+	// Istio's root namespace, where policies apply mesh-wide, is istiod's own namespace
+	// unless meshConfig.rootNamespace moves it.
+	rootNamespace := cfg.Istio.Namespace
+	live := &mesh.LiveSource{RootNamespace: rootNamespace}
+	if a.checks, err = checks.NewLive(checks.LiveConfig{}, live, nil, log.With("component", "checks")); err != nil {
+		return nil, err
+	}
+	meshWatcher, err := mesh.New(mesh.Config{RootNamespace: rootNamespace}, dyn, disc, reconcile.MeshSinks{store, a.objects, a.checks}, store, reg, log)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -121,6 +131,9 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 		a.tags = mesh.NewRevisionTags(md, 0)
 		a.components = append(a.components, component{name: "revision-tags", run: a.tags.Run, synced: a.tags.HasSynced})
 	}
+	if meshWatcher != nil && md != nil {
+		errs = append(errs, a.wireChecks(dyn, live, meshWatcher))
+	}
 	if cfg.Istio.Enabled {
 		errs = append(errs, a.wireIstio(restCfg))
 	}
@@ -130,7 +143,7 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	}
 
 	a.mux.Handle("GET /metrics", promhttpHandler(reg))
-	status, err := statusapi.New(store, a.engine, log.With("component", "statusapi"))
+	status, err := statusapi.New(statusSnapshot{a}, a.engine, log.With("component", "statusapi"))
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +151,33 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	a.mux.HandleFunc("GET /readyz", a.ready)
 	return a, nil
+}
+
+// wireChecks runs the semantic checks on the mesh watcher's informers, a Services
+// informer, and the namespace and pod metadata informers; every change of what they read
+// pokes the runner (mesh changes reach it as a MeshSink).
+func (a *app) wireChecks(dyn dynamic.Interface, live *mesh.LiveSource, w *mesh.Watcher) error {
+	services := mesh.NewServices(dyn, 0)
+	a.components = append(a.components, component{name: "services", run: services.Run, synced: services.HasSynced})
+	live.Watcher, live.Services, live.Pods, live.Namespaces = w, services, a.pods, a.namespaces
+	err := errors.Join(services.OnChange(a.checks.Poke), a.pods.OnChange(a.checks.Poke), a.namespaces.OnChange(a.checks.Poke))
+	if err != nil {
+		return fmt.Errorf("live checks: %w", err)
+	}
+	a.components = append(a.components, component{name: "checks", run: a.checks.Run})
+	return nil
+}
+
+// statusSnapshot is what the status API shows: the store's snapshot and the latest
+// check run.
+type statusSnapshot struct{ a *app }
+
+func (s statusSnapshot) Snapshot() reconcile.Snapshot {
+	snap := s.a.store.Snapshot()
+	if s.a.checks != nil {
+		snap.Checks = s.a.checks.Latest()
+	}
+	return snap
 }
 
 // readOnly is cfg for the one-shot commands: they report on their own output and deliver
@@ -229,6 +269,9 @@ func (a *app) snapshot() reconcile.Snapshot {
 		if c.synced != nil && !c.synced() {
 			snap.Unsynced = append(snap.Unsynced, c.name)
 		}
+	}
+	if a.checks != nil {
+		snap.Checks = a.checks.Latest()
 	}
 	return snap
 }
@@ -388,6 +431,7 @@ func (a *app) evaluate(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-a.store.Changed():
+		case <-a.checksRan():
 		case <-tick.C:
 		}
 		now := time.Now()
@@ -411,6 +455,14 @@ func (a *app) evaluate(ctx context.Context) error {
 			a.reader.Poke()
 		}
 	}
+}
+
+// checksRan yields after each check run; nil (never) without checks.
+func (a *app) checksRan() <-chan struct{} {
+	if a.checks == nil {
+		return nil
+	}
+	return a.checks.Ran()
 }
 
 // start runs every component and the evaluator until ctx ends; the returned channel

@@ -7,9 +7,9 @@
 // from a Snapshot to results. All lists every check explicitly; nothing registers itself.
 // The same checks run offline on manifests (`meshdrift validate`), where checks that need
 // live pods or status, or the time (Snapshot.Now), are skipped, and on a snapshot of the
-// cluster. Building that live
-// snapshot from informer caches (metadata-only pods) and re-evaluating on change is not
-// wired into `serve` yet; the integration test lists one from the API server.
+// cluster: Live runs them in
+// `serve` on a Source built from informer caches (adapters/mesh.LiveSource: metadata-only
+// pods), re-evaluated on change.
 package checks
 
 import (

@@ -195,26 +195,29 @@ var catalog = []Entry{
 		Description: "meshdrift is configured to read this GitOps tool, but the API server does not serve its custom resource: there is nothing to read. It is the same for Argo CD and Flux, and it is not an outage (MD0401).",
 		Remedy:      "Install the tool, or disable it in meshdrift's configuration (`argocd.enabled`, `flux.enabled`).",
 	},
+	// The reference checks below wait a minute before firing: the objects of one change
+	// may be applied in separate steps (Argo CD sync waves, Flux dependsOn), and a
+	// VirtualService briefly ahead of its Service or DestinationRule is no problem.
 	{
-		Code: CodeVSDestinationNotFound, Name: "VirtualServiceDestinationNotFound", Severity: SeverityWarning, For: 0,
+		Code: CodeVSDestinationNotFound, Name: "VirtualServiceDestinationNotFound", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "A VirtualService routes (or mirrors) to a host that no Service and no ServiceEntry visible from its namespace defines, so that route answers 503 (no healthy upstream) or is dropped. Hosts resolve as Istio resolves them: a short name gets the VirtualService's namespace (`reviews` in `default` is `reviews.default.svc.cluster.local`), a name with a dot is taken literally (so `reviews.other` is *not* the Service `reviews` in `other`), and a wildcard ServiceEntry host covers the names under it. Like `istioctl analyze` IST0101.",
 		Remedy:      "Use the Service's full name (`<name>.<namespace>.svc.cluster.local`) or a short name in the Service's own namespace, create the missing Service or ServiceEntry, or check its `exportTo`.",
 	},
 	{
-		Code: CodeVSSubsetNotFound, Name: "VirtualServiceSubsetNotFound", Severity: SeverityWarning, For: 0,
+		Code: CodeVSSubsetNotFound, Name: "VirtualServiceSubsetNotFound", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "A VirtualService route names a subset of a host, but no DestinationRule for that host (visible from the VirtualService's namespace) defines a subset of that name. Envoy gets a route to a cluster that does not exist and answers 503 (NR/NC). Like `istioctl analyze` IST0101.",
 		Remedy:      "Add the subset to the host's DestinationRule, or fix the subset or host name in the route.",
 	},
 	{
-		Code: CodeVSGatewayNotFound, Name: "VirtualServiceGatewayNotFound", Severity: SeverityWarning, For: 0,
+		Code: CodeVSGatewayNotFound, Name: "VirtualServiceGatewayNotFound", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "A VirtualService binds to an Istio Gateway (`gateways:` or a match's `gateways:`) that does not exist; a name without a namespace means the VirtualService's own namespace. The routes never reach that gateway. Like `istioctl analyze` IST0101.",
 		Remedy:      "Create the Gateway, or reference it as `<namespace>/<name>` when it lives in another namespace.",
 	},
 	{
-		Code: CodeVSHostConflict, Name: "VirtualServiceHostConflict", Severity: SeverityWarning, For: 0,
+		Code: CodeVSHostConflict, Name: "VirtualServiceHostConflict", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "Two or more VirtualServices bound to the mesh gateway (sidecars) claim the same host. Istio then uses one of them, chosen by creation time, so which routes apply is undefined and changes when an object is re-created (a GitOps re-sync can do that). Like `istioctl analyze` IST0109.",
 		Remedy:      "Merge the VirtualServices into one, or use delegate VirtualServices.",
@@ -238,7 +241,7 @@ var catalog = []Entry{
 		Remedy:      "Fix the selector's labels, or remove the policy if the workload is gone.",
 	},
 	{
-		Code: CodeMTLSConflict, Name: "MTLSModeConflict", Severity: SeverityWarning, For: 0,
+		Code: CodeMTLSConflict, Name: "MTLSModeConflict", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "A DestinationRule's client TLS mode contradicts the PeerAuthentication that applies to the host's namespace: clients send plain text (`DISABLE`) to servers that require mTLS (`STRICT`), or Istio mTLS (`ISTIO_MUTUAL`) to servers with mTLS off (`DISABLE`). The connections fail (503 UC, connection reset). The PeerAuthentication that applies is Istio's: one whose selector selects the host's pods (in their namespace, else in the root namespace), else the namespace's, else the mesh-wide one; its `portLevelMtls` is compared port by port with the DestinationRule's `portLevelSettings` (Service ports mapped to numeric target ports). With live pods the selectors are matched against the pods of the host's Service; offline, a selector applies when the Service's own selector carries all its labels. `istioctl analyze` has no current check for this (its IST0113 was retired).",
 		Remedy:      "Make the DestinationRule's `tls.mode` agree with the PeerAuthentication (usually remove `tls` and let Istio's auto mTLS choose), or change the PeerAuthentication.",
@@ -250,7 +253,7 @@ var catalog = []Entry{
 		Remedy:      "Read the message code's page in Istio's documentation (the link is in the detail) and fix the object.",
 	},
 	{
-		Code: CodeVSHostNotInGateway, Name: "VirtualServiceHostNotInGateway", Severity: SeverityWarning, For: 0,
+		Code: CodeVSHostNotInGateway, Name: "VirtualServiceHostNotInGateway", Severity: SeverityWarning, For: time.Minute,
 		Summary:     "{object}: {detail}",
 		Description: "A VirtualService bound to an Istio Gateway names hosts the Gateway's servers do not serve (server hosts with their `namespace/` part, as seen from the VirtualService's namespace): requests for those hosts never reach its routes through that gateway. Fires on a gateway that serves none of the VirtualService's hosts (like `istioctl analyze` IST0132) and, beyond it, on a host that none of the VirtualService's gateways serves while others do (when the VirtualService is not also bound to the mesh).",
 		Remedy:      "Add the host to a server of the Gateway (or fix its `namespace/` part), or remove it from the VirtualService.",

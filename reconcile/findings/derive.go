@@ -78,6 +78,7 @@ func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
 	d.outOfBand(snap, owners, cfg.AllowedManagers)
 	d.orphans(snap, owners)
 	d.revisions(snap)
+	d.checks(snap, owners)
 	slices.SortFunc(d.out.Problems, compareProblems)
 	return d.out
 }

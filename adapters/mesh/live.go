@@ -1,0 +1,93 @@
+package mesh
+
+import (
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/meshdrift/meshdrift/reconcile/checks"
+)
+
+// LiveSource builds the semantic checks' snapshot of the cluster from caches meshdrift
+// already keeps: the mesh objects from the Watcher's informers, Services, namespaces and
+// pods' metadata. It implements checks.Source.
+type LiveSource struct {
+	Watcher    *Watcher
+	Services   *Services
+	Pods       *Pods
+	Namespaces *Namespaces
+	// RootNamespace is Istio's root namespace; "" means DefaultRootNamespace.
+	RootNamespace string
+}
+
+// Kinds every Kubernetes API server serves; the mesh kinds served are the ones watched.
+var (
+	gkService   = schema.GroupKind{Kind: "Service"}
+	gkPod       = schema.GroupKind{Kind: "Pod"}
+	gkNamespace = schema.GroupKind{Kind: "Namespace"}
+)
+
+// Snapshot returns the current picture, or, while any cache has not synced, nil and why:
+// an empty picture is not a healthy one.
+func (l *LiveSource) Snapshot() (*checks.Snapshot, string) {
+	if why := l.waiting(); why != "" {
+		return nil, why
+	}
+	s := checks.NewSnapshot()
+	s.Live = true
+	// Checks of how long a controller has lagged (route status) judge against now.
+	s.Now = time.Now()
+	if l.RootNamespace != "" {
+		s.RootNamespace = l.RootNamespace
+	}
+	s.Served = map[schema.GroupKind]bool{gkService: true, gkPod: true, gkNamespace: true}
+	for gk, objs := range l.Watcher.Objects() {
+		s.Served[gk] = true
+		for _, u := range objs {
+			s.Add(u, checks.Origin{})
+		}
+	}
+	for _, u := range l.Services.List() {
+		s.Add(u, checks.Origin{})
+	}
+	for _, ns := range l.Namespaces.List() {
+		meta := map[string]any{"name": ns.Name}
+		if len(ns.Labels) > 0 {
+			meta["labels"] = stringMap(ns.Labels)
+		}
+		s.Add(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": meta}}, checks.Origin{})
+	}
+	pods := l.Pods.List()
+	s.Pods = make([]checks.PodMeta, 0, len(pods))
+	for _, p := range pods {
+		s.Pods = append(s.Pods, checks.PodMeta{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations})
+	}
+	return s, ""
+}
+
+// waiting names the caches not synced yet, with the Services watch's error if it fails.
+func (l *LiveSource) waiting() string {
+	var pending []string
+	if !l.Watcher.HasSynced() {
+		pending = append(pending, "mesh objects")
+	}
+	if !l.Services.HasSynced() {
+		p := "services"
+		if err := l.Services.Err(); err != nil {
+			p += " (" + err.Error() + ")"
+		}
+		pending = append(pending, p)
+	}
+	if !l.Namespaces.HasSynced() {
+		pending = append(pending, "namespaces")
+	}
+	if !l.Pods.HasSynced() {
+		pending = append(pending, "pods")
+	}
+	if len(pending) == 0 {
+		return ""
+	}
+	return "not synced: " + strings.Join(pending, ", ")
+}

@@ -1,0 +1,218 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// Source builds a snapshot of the live cluster for one run. waiting says why it cannot
+// yet (a cache not listed): then the snapshot is nil.
+type Source interface {
+	Snapshot() (s *Snapshot, waiting string)
+}
+
+// Defaults of LiveConfig.
+const (
+	DefaultMinInterval = time.Second
+	DefaultMaxInterval = 30 * time.Second
+	DefaultSettle      = time.Second
+	// durationFactor spaces runs by at least this many times the last run's duration, so
+	// that a cluster whose pods churn all the time does not keep a core busy.
+	durationFactor = 10
+)
+
+// LiveConfig configures Live.
+type LiveConfig struct {
+	// Checks are the checks to run; nil means All().
+	Checks []Check
+	// MinInterval is the least time between two runs: changes in between are coalesced
+	// into one run. 0 means DefaultMinInterval.
+	MinInterval time.Duration
+	// MaxInterval is the most time between two runs without any change, for what changes
+	// without an event the runner hears of (status written by controllers). 0 means
+	// DefaultMaxInterval.
+	MaxInterval time.Duration
+	// Settle is how long a run waits after the first change it sees: the objects of one
+	// apply (a VirtualService and the Service it routes to) arrive as separate events and
+	// must be judged together, not as a VirtualService routing nowhere. 0 means
+	// DefaultSettle.
+	Settle time.Duration
+}
+
+// Live runs the checks on the live cluster whenever something they read changed
+// (Poke, or a mesh change through ObserveMeshChange), at most once per MinInterval, and
+// at least once per MaxInterval. It keeps the latest run for the findings engine and the
+// status API.
+type Live struct {
+	cfg    LiveConfig
+	src    Source
+	now    func() time.Time
+	log    *slog.Logger
+	poke   chan struct{}
+	ran    chan struct{}
+	mu     sync.Mutex
+	latest reconcile.CheckRun
+}
+
+// NewLive returns a runner; Run starts it. now may be nil (time.Now), log may be nil.
+func NewLive(cfg LiveConfig, src Source, now func() time.Time, log *slog.Logger) (*Live, error) {
+	if src == nil {
+		return nil, errors.New("live checks: a source is required")
+	}
+	if cfg.MinInterval < 0 || cfg.MaxInterval < 0 || cfg.Settle < 0 {
+		return nil, errors.New("live checks: intervals must not be negative")
+	}
+	if cfg.Checks == nil {
+		cfg.Checks = All()
+	}
+	if cfg.MinInterval == 0 {
+		cfg.MinInterval = DefaultMinInterval
+	}
+	if cfg.MaxInterval == 0 {
+		cfg.MaxInterval = DefaultMaxInterval
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = DefaultSettle
+	}
+	if cfg.MaxInterval < cfg.MinInterval {
+		return nil, errors.New("live checks: maxInterval must not be below minInterval")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Live{cfg: cfg, src: src, now: now, log: log, poke: make(chan struct{}, 1), ran: make(chan struct{}, 1)}
+	l.latest = l.waitingRun("not run yet")
+	return l, nil
+}
+
+// Poke says that something the checks read changed; it never blocks.
+func (l *Live) Poke() {
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// ObserveMeshChange implements reconcile.MeshSink: any mesh change pokes the runner.
+func (l *Live) ObserveMeshChange(reconcile.MeshChange) { l.Poke() }
+
+// Ran yields after each run (coalesced): the findings engine may evaluate again.
+func (l *Live) Ran() <-chan struct{} { return l.ran }
+
+// Latest returns the latest run. Its slices are shared: callers must not modify them.
+func (l *Live) Latest() *reconcile.CheckRun {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.latest
+	return &r
+}
+
+// Run runs the checks until ctx ends: at once, then Settle after a poke but no sooner
+// than the minimum interval after the last run, and after the maximum interval without
+// one.
+func (l *Live) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-l.poke:
+			// Wait for the rest of the change and out the minimum interval; pokes
+			// meanwhile fold into this run.
+			if wait := max(l.nextAllowed().Sub(l.now()), l.cfg.Settle); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
+				select {
+				case <-l.poke:
+				default:
+				}
+			}
+		}
+		l.RunOnce(ctx)
+		timer.Reset(l.cfg.MaxInterval)
+	}
+}
+
+// nextAllowed is when the next run may start.
+func (l *Live) nextAllowed() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.latest.At.IsZero() {
+		return time.Time{}
+	}
+	return l.latest.At.Add(max(l.cfg.MinInterval, durationFactor*l.latest.Duration))
+}
+
+// RunOnce runs the checks once on the source's current picture, or records why it
+// cannot, and returns the run.
+func (l *Live) RunOnce(ctx context.Context) *reconcile.CheckRun {
+	start := l.now()
+	snap, waiting := l.src.Snapshot()
+	var run reconcile.CheckRun
+	if waiting != "" || snap == nil {
+		run = l.waitingRun(waiting)
+		l.log.Debug("checks waiting", "reason", run.Waiting)
+	} else {
+		results, skipped := Run(ctx, snap, l.cfg.Checks)
+		run = reconcile.CheckRun{At: start, Checks: l.statuses(skipped), Results: make([]reconcile.CheckResult, 0, len(results))}
+		for _, r := range results {
+			run.Results = append(run.Results, reconcile.CheckResult{Code: string(r.Code), Object: r.Object, Path: r.Path, Message: r.Message})
+		}
+		run.Duration = l.now().Sub(start)
+		l.log.Debug("checks ran", "results", len(results), "skipped", len(skipped), "duration", run.Duration)
+	}
+	l.mu.Lock()
+	if run.Waiting != "" {
+		// The time and duration of the last run that did run stay readable.
+		run.At, run.Duration = l.latest.At, l.latest.Duration
+	}
+	l.latest = run
+	l.mu.Unlock()
+	select {
+	case l.ran <- struct{}{}:
+	default:
+	}
+	r := run
+	return &r
+}
+
+// waitingRun is a run that did not happen: every check skipped for the same reason.
+func (l *Live) waitingRun(why string) reconcile.CheckRun {
+	if why == "" {
+		why = "no snapshot"
+	}
+	run := reconcile.CheckRun{Waiting: why}
+	for _, c := range l.cfg.Checks {
+		md := c.Metadata()
+		run.Checks = append(run.Checks, reconcile.CheckStatus{Name: md.Name, Code: string(md.Code), Skipped: why})
+	}
+	return run
+}
+
+func (l *Live) statuses(skipped []Skipped) []reconcile.CheckStatus {
+	out := make([]reconcile.CheckStatus, 0, len(l.cfg.Checks))
+	for _, c := range l.cfg.Checks {
+		md := c.Metadata()
+		st := reconcile.CheckStatus{Name: md.Name, Code: string(md.Code)}
+		if i := slices.IndexFunc(skipped, func(s Skipped) bool { return s.Name == md.Name }); i >= 0 {
+			st.Skipped = skipped[i].Reason
+		}
+		out = append(out, st)
+	}
+	return out
+}
