@@ -259,6 +259,10 @@ func (w *Watcher) startKind(parent context.Context, gk schema.GroupKind, gvr sch
 		&unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: w.cfg.Resync, ObjectDescription: gvr.String()},
 	)
+	// The cache holds every mesh object of the cluster: keep only what is read.
+	if err := inf.SetTransform(trimObject); err != nil {
+		return nil, fmt.Errorf("setting the transform of %s: %w", gvr, err)
+	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		w.watchFailed(ctx, gk, err)
 	}); err != nil {
@@ -395,6 +399,21 @@ func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manage
 }
 
 func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, live, baseline bool) {
+	change := changeOf(gk, u, manager, at, deleted, baseline, w.cfg.RootNamespace)
+	ref := change.Ref
+	if live {
+		// The initial list is not counted: every restart would count every object again.
+		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()
+	}
+	if w.log.Enabled(context.Background(), slog.LevelDebug) {
+		w.log.Debug("mesh change", "object", ref.String(), "generation", change.Generation,
+			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live, "baseline", baseline)
+	}
+	w.sink.ObserveMeshChange(change)
+}
+
+// changeOf reads the MeshChange of an object: everything the watcher reports of it.
+func changeOf(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, baseline bool, rootNamespace string) reconcile.MeshChange {
 	ref := reconcile.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 	change := reconcile.MeshChange{
 		Ref:             ref,
@@ -405,21 +424,13 @@ func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, 
 		GitOpsOwner:     gitOpsOwner(ref, u.GetLabels(), u.GetAnnotations()),
 		Deleted:         deleted,
 		Baseline:        baseline,
-		Reach:           reachOf(gk, u.GetNamespace(), u.Object, w.cfg.RootNamespace),
+		Reach:           reachOf(gk, u.GetNamespace(), u.Object, rootNamespace),
 		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
 	if !deleted {
 		change.SpecWrites = specWrites(u.GetManagedFields())
 	}
-	if live {
-		// The initial list is not counted: every restart would count every object again.
-		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()
-	}
-	if w.log.Enabled(context.Background(), slog.LevelDebug) {
-		w.log.Debug("mesh change", "object", ref.String(), "generation", change.Generation,
-			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live, "baseline", baseline)
-	}
-	w.sink.ObserveMeshChange(change)
+	return change
 }
 
 // countObjects sets the objects gauge of a kind to its cache's size. The cache is updated
