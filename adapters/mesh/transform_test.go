@@ -45,7 +45,7 @@ func editedVirtualService(t testing.TB) *unstructured.Unstructured {
 			"creationTimestamp": t0.Format(time.RFC3339),
 			"labels":            map[string]any{"app": "reviews", "app.kubernetes.io/instance": "bookinfo"},
 			"annotations": map[string]any{
-				AnnotationLastApplied:         `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","spec":{}}`,
+				AnnotationLastApplied:            `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","spec":{}}`,
 				"argocd.argoproj.io/tracking-id": "bookinfo:networking.istio.io/VirtualService:bookinfo/reviews",
 				reconcile.AnnotationIgnore:       "MD0801",
 				"note":                           "kept",
