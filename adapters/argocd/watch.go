@@ -305,6 +305,10 @@ func (w *Watcher) newScope(namespace string) (*scope, error) {
 		&unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ObjectDescription: appview.APIVersion + " " + appview.Kind},
 	)
+	// The cache keeps every Application: only what observe reads of them.
+	if err := inf.SetTransform(trimApplication); err != nil {
+		return nil, fmt.Errorf("argo cd watcher: %w", err)
+	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		w.listWatchFailed(ctx, s, err)
 	}); err != nil {
