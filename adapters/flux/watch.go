@@ -334,7 +334,7 @@ func (w *Watcher) served(gvr schema.GroupVersionResource, invalidate bool) (bool
 func (w *Watcher) startInformer(ctx context.Context, factory dynamicinformer.DynamicSharedInformerFactory, k *kindWatch, log *slog.Logger) {
 	inf := factory.ForResource(k.gvr).Informer()
 	// Setting these can only fail on a started informer, and nothing else starts it.
-	if err := inf.SetTransform(dropManagedFields); err != nil {
+	if err := inf.SetTransform(trimFluxObject); err != nil {
 		log.Error("flux informer transform not set", slog.Any("error", err))
 	}
 	if err := inf.SetWatchErrorHandlerWithContext(w.watchEnded(k, log)); err != nil {
@@ -358,15 +358,6 @@ func (w *Watcher) startInformer(ctx context.Context, factory dynamicinformer.Dyn
 	k.source.markSynced()
 	k.setSynced()
 	log.Info("flux watch synced", slog.Int("objects", len(inf.GetStore().ListKeys())))
-}
-
-// dropManagedFields keeps managedFields, often the largest part of an object and never
-// read here, out of the informer's cache.
-func dropManagedFields(obj any) (any, error) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		u.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // watchEnded is the informer's watch error handler: the reflector calls it when a list
