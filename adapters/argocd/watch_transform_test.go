@@ -3,7 +3,6 @@ package argocd
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,28 +10,37 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshdrift/meshdrift/adapters/argocd/appview"
 	"github.com/meshdrift/meshdrift/reconcile"
 )
 
-func trimmedApp(t testing.TB, u *unstructured.Unstructured) *unstructured.Unstructured {
+func trimmedApp(t testing.TB, u *unstructured.Unstructured) any {
 	t.Helper()
 	out, err := trimApplication(u.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out.(*unstructured.Unstructured)
+	return out
 }
 
-// appOf is what observe reports of u: the App, or the decoding error.
-func appOf(t testing.TB, u *unstructured.Unstructured) (reconcile.App, string) {
+// appOf is what observe reports of an object as the informer delivers it: the App, or
+// the decoding error.
+func appOf(t testing.TB, obj any) (reconcile.App, string) {
 	t.Helper()
-	a, err := appview.FromUnstructured(u)
-	if err != nil {
-		return reconcile.App{}, err.Error()
+	switch o := obj.(type) {
+	case *cachedApplication:
+		return appview.ToApp(o.view, time.Time{}), ""
+	case *unstructured.Unstructured:
+		a, err := appview.FromUnstructured(o)
+		if err != nil {
+			return reconcile.App{}, err.Error()
+		}
+		return appview.ToApp(a, time.Time{}), ""
 	}
-	return appview.ToApp(a, time.Time{}), ""
+	t.Fatalf("unexpected %T", obj)
+	return reconcile.App{}, ""
 }
 
 // bloated adds to an Application what the API server and kubectl put there and ToApp does
@@ -110,45 +118,34 @@ func TestTrimApplicationKeepsWhatObserveReads(t *testing.T) {
 func TestTrimApplicationDropsWhatIsNotRead(t *testing.T) {
 	u := bloated(t, fixture(t, "operation-failed.json", "argocd", "reviews"))
 	u.SetResourceVersion("4711")
-	got := trimmedApp(t, u)
-
-	if got.GetName() != "reviews" || got.GetNamespace() != "argocd" || got.GetResourceVersion() != "4711" {
-		t.Errorf("the informer's key and version lost: %s/%s at %q", got.GetNamespace(), got.GetName(), got.GetResourceVersion())
+	got, ok := trimmedApp(t, u).(*cachedApplication)
+	if !ok {
+		t.Fatalf("not cached as a view: %T", trimmedApp(t, u))
 	}
-	if diff := cmp.Diff(map[string]string{appview.AnnotationRefresh: "normal", reconcile.AnnotationIgnore: "MD0801"}, got.GetAnnotations()); diff != "" {
+	key, err := cache.MetaNamespaceKeyFunc(got)
+	if err != nil || key != "argocd/reviews" || got.GetResourceVersion() != "4711" {
+		t.Errorf("the informer's key and version lost: %q (%v) at %q", key, err, got.GetResourceVersion())
+	}
+	if got.GetObjectKind().GroupVersionKind().Kind != appview.Kind {
+		t.Errorf("kind %v", got.GetObjectKind().GroupVersionKind())
+	}
+	v := got.view
+	if diff := cmp.Diff(map[string]string{appview.AnnotationRefresh: "normal", reconcile.AnnotationIgnore: "MD0801"}, v.Metadata.Annotations); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
-	if got.GetManagedFields() != nil || got.GetLabels() != nil || got.GetUID() != "" {
-		t.Errorf("metadata not trimmed: %v", got.Object["metadata"])
+	if len(v.Status.History) != 1 || v.Status.History[0].Revision != strings.Repeat("a", 39)+"6" {
+		t.Errorf("history %+v, want only the latest (id 20, the last of two)", v.Status.History)
 	}
-	hist, _, _ := unstructured.NestedSlice(got.Object, "status", "history")
-	if len(hist) != 1 || hist[0].(map[string]any)["revision"] != strings.Repeat("a", 39)+"6" {
-		t.Errorf("history %v, want only the latest (id 20, the last of two)", hist)
+	if op := v.Status.OperationState; op == nil || op.SyncResult == nil || op.SyncResult.Revision == "" || op.SyncResult.Resources != nil {
+		t.Errorf("operationState %+v: want the sync result's revision without its resources", op)
 	}
-	if _, ok := hist[0].(map[string]any)["source"]; ok {
-		t.Error("history entry keeps its source")
+	if len(v.Status.Resources) == 0 {
+		t.Error("status.resources lost")
 	}
-	if _, found, _ := unstructured.NestedFieldNoCopy(got.Object, "status", "operationState", "syncResult", "resources"); found {
-		t.Error("operationState.syncResult.resources kept")
-	}
-	if rev, _, _ := unstructured.NestedString(got.Object, "status", "operationState", "syncResult", "revision"); rev == "" {
-		t.Error("operationState.syncResult.revision lost")
-	}
-	for _, path := range [][]string{{"status", "sourceType"}, {"spec", "project"}, {"spec", "destination"}} {
-		if _, found, _ := unstructured.NestedFieldNoCopy(got.Object, path...); found {
-			t.Errorf("%s kept", strings.Join(path, "."))
-		}
-	}
-	res, _, _ := unstructured.NestedSlice(got.Object, "status", "resources")
-	if len(res) == 0 {
-		t.Fatal("status.resources lost")
-	}
-	for _, r := range res {
-		for k := range r.(map[string]any) {
-			if !slices.Contains([]string{"group", "kind", "namespace", "name", "status", "health"}, k) {
-				t.Errorf("status.resources entry keeps %q", k)
-			}
-		}
+	c := got.DeepCopyObject().(*cachedApplication)
+	c.Name = "other"
+	if got.Name != "reviews" {
+		t.Error("DeepCopyObject shares metadata")
 	}
 }
 
@@ -160,7 +157,10 @@ func TestTrimApplicationKeepsDecodeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, want := appOf(t, bad)
-	got := trimmedApp(t, bad)
+	got, ok := trimmedApp(t, bad).(*unstructured.Unstructured)
+	if !ok {
+		t.Fatalf("an undecodable object is cached as %T", trimmedApp(t, bad))
+	}
 	if _, have := appOf(t, got); want == "" || have != want {
 		t.Errorf("decode error %q, after the transform %q", want, have)
 	}

@@ -1,9 +1,14 @@
 package mesh
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // AnnotationLastApplied is where client-side kubectl apply keeps a full copy of the object
@@ -168,4 +173,99 @@ func (a entryView) laterThan(b entryView) bool {
 		return ua
 	}
 	return a.manager < b.manager
+}
+
+// meshObject is how the mesh informers cache an object: typed metadata, whose
+// managedFields keep fieldsV1 as JSON bytes, and the other top-level fields (spec, the
+// kept status) as JSON, decoded again only when the object is reported. Held as
+// unstructured maps, a mesh object takes about five times the size of its JSON.
+type meshObject struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	// content is the JSON object of every top-level field but apiVersion, kind and
+	// metadata. It is never changed after compactObject, so copies share it.
+	content []byte
+}
+
+// DeepCopyObject implements runtime.Object.
+func (o *meshObject) DeepCopyObject() runtime.Object {
+	c := &meshObject{TypeMeta: o.TypeMeta, content: o.content}
+	o.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	return c
+}
+
+// fields decodes content, integers as int64 as the dynamic client decodes them; nil when
+// it does not decode, which compactObject never lets happen.
+func (o *meshObject) fields() map[string]any {
+	var m map[string]any
+	if utiljson.Unmarshal(o.content, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// toUnstructured rebuilds the object as the dynamic client returns it, less what
+// trimObject dropped.
+func (o *meshObject) toUnstructured() (*unstructured.Unstructured, error) {
+	md, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&o.ObjectMeta)
+	if err != nil {
+		return nil, fmt.Errorf("converting the metadata of %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	u := &unstructured.Unstructured{Object: o.fields()}
+	if u.Object == nil {
+		u.Object = map[string]any{}
+	}
+	u.Object["metadata"] = md
+	u.SetGroupVersionKind(o.GroupVersionKind())
+	return u, nil
+}
+
+// compactObject is the mesh informers' transform (cache.TransformFunc): trimObject, then
+// the object packed as a meshObject. An object that does not convert (metadata of an
+// unexpected shape) stays an *unstructured.Unstructured, which the handlers also take.
+func compactObject(obj any) (any, error) {
+	obj, err := trimObject(obj)
+	u, ok := obj.(*unstructured.Unstructured)
+	if err != nil || !ok {
+		return obj, err
+	}
+	o := &meshObject{}
+	md, _ := u.Object["metadata"].(map[string]any)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(md, &o.ObjectMeta); err != nil {
+		return u, nil
+	}
+	rest := make(map[string]any, len(u.Object))
+	for k, v := range u.Object {
+		if k != "apiVersion" && k != "kind" && k != "metadata" {
+			rest[k] = v
+		}
+	}
+	if o.content, err = json.Marshal(rest); err != nil {
+		return u, nil
+	}
+	o.SetGroupVersionKind(u.GroupVersionKind())
+	return o, nil
+}
+
+// cachedObject reads what a mesh informer delivers: a *meshObject, or an
+// *unstructured.Unstructured (one compactObject left as it was).
+func cachedObject(obj any) (metav1.Object, bool) {
+	switch o := obj.(type) {
+	case *meshObject:
+		return o, true
+	case *unstructured.Unstructured:
+		return o, true
+	}
+	return nil, false
+}
+
+// contentOf returns the top-level fields of a cached object (spec, status).
+func contentOf(obj metav1.Object) map[string]any {
+	switch o := obj.(type) {
+	case *meshObject:
+		return o.fields()
+	case *unstructured.Unstructured:
+		return o.Object
+	}
+	return nil
 }

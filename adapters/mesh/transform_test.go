@@ -69,13 +69,28 @@ func editedVirtualService(t testing.TB) *unstructured.Unstructured {
 	return u
 }
 
-func trimmed(t testing.TB, u *unstructured.Unstructured) *unstructured.Unstructured {
+// compacted is u as the informers cache it.
+func compacted(t testing.TB, u *unstructured.Unstructured) *meshObject {
 	t.Helper()
-	out, err := trimObject(u.DeepCopy())
+	out, err := compactObject(u.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out.(*unstructured.Unstructured)
+	o, ok := out.(*meshObject)
+	if !ok {
+		t.Fatalf("compactObject returned a %T", out)
+	}
+	return o
+}
+
+// trimmed is u as the informers cache it, unpacked.
+func trimmed(t testing.TB, u *unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	out, err := compacted(t, u).toUnstructured()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestTrimObjectDropsWhatIsNotRead(t *testing.T) {
@@ -150,13 +165,17 @@ func fieldsOf(t *testing.T, u *unstructured.Unstructured, want metav1.ManagedFie
 // after the transform: they must not tell the difference.
 func TestTrimObjectKeepsWhatReadersRead(t *testing.T) {
 	orig := editedVirtualService(t)
-	got := trimmed(t, orig)
+	got := compacted(t, orig)
 	at := t0.Add(time.Hour)
 	for _, root := range []string{DefaultRootNamespace, "bookinfo"} {
 		want := changeOf(vsKind, orig, lastSpecWrite(orig.GetManagedFields()).Manager, at, false, false, root)
 		have := changeOf(vsKind, got, lastSpecWrite(got.GetManagedFields()).Manager, at, false, false, root)
 		if diff := cmp.Diff(want, have); diff != "" {
 			t.Errorf("MeshChange (-untrimmed +trimmed):\n%s", diff)
+		}
+		deleted := changeOf(vsKind, got, "", at, true, false, root)
+		if wantDel := changeOf(vsKind, orig, "", at, true, false, root); !cmp.Equal(wantDel, deleted) {
+			t.Errorf("deletion: %s", cmp.Diff(wantDel, deleted))
 		}
 		if want.Manager != "kubectl-edit" || len(want.SpecWrites) != 3 || want.GitOpsOwner.Name == "" || want.Ignore == "" {
 			t.Errorf("the fixture does not exercise the readers: %+v", want)
@@ -216,13 +235,14 @@ func TestTrimObjectCapturedLifecycle(t *testing.T) {
 	if err := json.Unmarshal(data, &steps); err != nil {
 		t.Fatal(err)
 	}
-	var prev, prevTrim *unstructured.Unstructured
+	var prev *unstructured.Unstructured
+	var prevTrim *meshObject
 	for _, s := range steps {
 		cur := &unstructured.Unstructured{}
 		if err := cur.UnmarshalJSON(s.Object); err != nil {
 			t.Fatalf("step %s: %v", s.Step, err)
 		}
-		curTrim := trimmed(t, cur)
+		curTrim := compacted(t, cur)
 		var want, got specWrite
 		switch {
 		case prev == nil:
@@ -281,5 +301,29 @@ func TestTrimObjectPassesOtherTypes(t *testing.T) {
 		if _, err := trimObject(obj); err != nil {
 			t.Errorf("trimObject(%#v): %v", obj, err)
 		}
+		if _, err := compactObject(obj); err != nil {
+			t.Errorf("compactObject(%#v): %v", obj, err)
+		}
+	}
+	// Metadata the typed ObjectMeta cannot take stays unstructured, which the handlers read.
+	odd := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x", "generation": "two"}, "spec": map[string]any{}}}
+	got, err := compactObject(odd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := cachedObject(got); !ok || o.GetName() != "x" {
+		t.Errorf("compactObject of odd metadata: %#v", got)
+	}
+}
+
+func TestMeshObjectDeepCopy(t *testing.T) {
+	o := compacted(t, editedVirtualService(t))
+	c := o.DeepCopyObject().(*meshObject)
+	c.Labels["app"] = "changed"
+	if o.Labels["app"] != "reviews" {
+		t.Error("DeepCopyObject shares labels")
+	}
+	if c.GroupVersionKind() != o.GroupVersionKind() || string(c.content) != string(o.content) {
+		t.Error("DeepCopyObject lost type or content")
 	}
 }
