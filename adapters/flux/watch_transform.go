@@ -1,7 +1,11 @@
 package flux
 
 import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshdrift/meshdrift/reconcile"
 )
@@ -84,4 +88,42 @@ func liveSnapshot(h []any) []any {
 		return []any{}
 	}
 	return []any{h[live]}
+}
+
+// cachedFluxApp is how the informers cache a Kustomization or HelmRelease: the App
+// decodeApp makes of it, so that the cache holds the parsed inventory instead of its
+// entries as maps, and an event is decoded once.
+type cachedFluxApp struct {
+	metav1.TypeMeta
+	// ObjectMeta holds what the informer keys and orders by: name, namespace,
+	// resourceVersion.
+	metav1.ObjectMeta
+	// app has no ObservedAt: the handler sets it. app and err are never changed after
+	// compactFluxObject, so copies share them.
+	app reconcile.App
+	err error
+}
+
+// DeepCopyObject implements runtime.Object.
+func (c *cachedFluxApp) DeepCopyObject() runtime.Object {
+	out := &cachedFluxApp{TypeMeta: c.TypeMeta, app: c.app, err: c.err}
+	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return out
+}
+
+// compactFluxObject is the transform of the informer of kind: trimFluxObject, then the
+// object decoded as a *cachedFluxApp.
+func compactFluxObject(kind string, obj any) (any, error) {
+	obj, err := trimFluxObject(obj)
+	u, ok := obj.(*unstructured.Unstructured)
+	if err != nil || !ok {
+		return obj, err
+	}
+	app, err := decodeApp(kind, u, time.Time{})
+	return &cachedFluxApp{
+		TypeMeta:   metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion()},
+		app:        app,
+		err:        err,
+	}, nil
 }

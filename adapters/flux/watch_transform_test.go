@@ -4,9 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshdrift/meshdrift/reconcile"
@@ -106,6 +108,23 @@ func TestTrimFluxObjectKeepsWhatDecodeAppReads(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: App (-full +trimmed):\n%s", o.name, diff)
 		}
+		// What the informers cache: the same App, without ObservedAt, which the handler sets.
+		out, err := compactFluxObject(o.kind, o.u.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, ok := out.(*cachedFluxApp)
+		if !ok {
+			t.Fatalf("%s: cached as %T", o.name, out)
+		}
+		cached := c.app
+		cached.ObservedAt = viewObservedAt
+		if diff := cmp.Diff(want, cached); diff != "" || (wantErr == nil) != (c.err == nil) {
+			t.Errorf("%s: cached App (-full +cached):\n%s\nerror %v, cached %v", o.name, diff, wantErr, c.err)
+		}
+		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != o.u.GetNamespace()+"/"+o.u.GetName() || c.GetResourceVersion() != o.u.GetResourceVersion() {
+			t.Errorf("%s: informer key %q (%v), resource version %q", o.name, key, err, c.GetResourceVersion())
+		}
 	}
 	hr := objects[len(objects)-1].u
 	app, _ := decodeApp(KindHelmRelease, hr, viewObservedAt)
@@ -155,5 +174,23 @@ func TestLiveSnapshotKeepsOddShapes(t *testing.T) {
 	}
 	if got := liveSnapshot([]any{map[string]any{"status": "failed", "version": int64(1)}}); len(got) != 0 {
 		t.Errorf("no deployed release: %v, want none", got)
+	}
+}
+
+func TestCompactFluxObjectKeepsDecodeErrors(t *testing.T) {
+	bad := informerObject(t, []byte("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: a, namespace: b, resourceVersion: \"7\"}\nspec: {suspend: \"yes\"}\n"))
+	want, wantErr := decodeApp(KindKustomization, bad, time.Time{})
+	out, err := compactFluxObject(KindKustomization, bad.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := out.(*cachedFluxApp)
+	if wantErr == nil || c.err == nil || c.err.Error() != wantErr.Error() || !cmp.Equal(want, c.app) {
+		t.Errorf("cached %+v, %v; want %+v, %v", c.app, c.err, want, wantErr)
+	}
+	cp := c.DeepCopyObject().(*cachedFluxApp)
+	cp.Name = "changed"
+	if c.Name != "a" {
+		t.Error("DeepCopyObject shares metadata")
 	}
 }
