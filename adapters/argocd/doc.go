@@ -9,6 +9,9 @@
 //   - Poller lists Applications through Argo CD's API server (APIServerClient), for
 //     installations where meshdrift may not read Application objects in Kubernetes.
 //
+// The Watcher's informers cache each Application as its decoded appview, trimmed to what
+// ToApp reads (trimApplication), rather than as unstructured maps.
+//
 // Both map an Application with appview.ToApp, report deletions with ForgetApp and report
 // their own reachability as a reconcile.SourceStatus. A source that cannot be read is
 // reported down and its apps are kept as last seen, never forgotten. Both count into the

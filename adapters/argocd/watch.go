@@ -305,6 +305,10 @@ func (w *Watcher) newScope(namespace string) (*scope, error) {
 		&unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ObjectDescription: appview.APIVersion + " " + appview.Kind},
 	)
+	// The cache keeps every Application: only what observe reads of them, decoded.
+	if err := inf.SetTransform(trimApplication); err != nil {
+		return nil, fmt.Errorf("argo cd watcher: %w", err)
+	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		w.listWatchFailed(ctx, s, err)
 	}); err != nil {
@@ -407,6 +411,12 @@ func (w *Watcher) reportLocked() {
 // reported, as Unknown with the reason, so that it does not silently vanish.
 func (w *Watcher) observe(obj any) {
 	now := w.now()
+	if c, ok := obj.(*cachedApplication); ok {
+		app := appview.ToApp(c.view, now)
+		w.remember(app.Key)
+		w.sink.ObserveApp(app)
+		return
+	}
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		w.decodeFailed(nil, fmt.Errorf("unexpected object type %T", obj), now)
@@ -449,6 +459,8 @@ func (w *Watcher) decodeFailed(u *unstructured.Unstructured, err error, now time
 func (w *Watcher) forget(obj any) {
 	var ns, name string
 	switch o := obj.(type) {
+	case *cachedApplication:
+		ns, name = o.Namespace, o.Name
 	case *unstructured.Unstructured:
 		ns, name = o.GetNamespace(), o.GetName()
 	case cache.DeletedFinalStateUnknown:

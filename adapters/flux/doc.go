@@ -18,6 +18,9 @@
 //     for explicitly (InsecureNoAuth, Provider generic), and it refuses SHA-1 signatures
 //     unless AllowSHA1.
 //
+// The Watcher's informers cache each object as the App made of it (compactFluxObject),
+// not as unstructured maps: a Kustomization's inventory is held parsed.
+//
 // The mapping from Flux's status to reconcile.App is in KustomizationApp and
 // HelmReleaseApp. The package never alerts: it reports what Flux says.
 package flux

@@ -334,7 +334,8 @@ func (w *Watcher) served(gvr schema.GroupVersionResource, invalidate bool) (bool
 func (w *Watcher) startInformer(ctx context.Context, factory dynamicinformer.DynamicSharedInformerFactory, k *kindWatch, log *slog.Logger) {
 	inf := factory.ForResource(k.gvr).Informer()
 	// Setting these can only fail on a started informer, and nothing else starts it.
-	if err := inf.SetTransform(dropManagedFields); err != nil {
+	// The cache keeps every object of the kind: only the App made of it.
+	if err := inf.SetTransform(func(obj any) (any, error) { return compactFluxObject(k.kind, obj) }); err != nil {
 		log.Error("flux informer transform not set", slog.Any("error", err))
 	}
 	if err := inf.SetWatchErrorHandlerWithContext(w.watchEnded(k, log)); err != nil {
@@ -358,15 +359,6 @@ func (w *Watcher) startInformer(ctx context.Context, factory dynamicinformer.Dyn
 	k.source.markSynced()
 	k.setSynced()
 	log.Info("flux watch synced", slog.Int("objects", len(inf.GetStore().ListKeys())))
-}
-
-// dropManagedFields keeps managedFields, often the largest part of an object and never
-// read here, out of the informer's cache.
-func dropManagedFields(obj any) (any, error) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		u.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // watchEnded is the informer's watch error handler: the reflector calls it when a list
@@ -442,17 +434,23 @@ func (w *Watcher) isStopping() bool {
 }
 
 func (w *Watcher) onObject(k *kindWatch, obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
+	switch o := obj.(type) {
+	case *cachedFluxApp:
+		app := o.app
+		app.ObservedAt = w.now()
+		w.emit(k.kind, app, o.err, o.ResourceVersion, true)
+	case *unstructured.Unstructured:
+		w.observe(k.kind, o, true)
+	default:
 		w.log.Error("flux informer delivered an unexpected type", slog.String("kind", k.kind), slog.String("type", fmt.Sprintf("%T", obj)))
-		return
 	}
-	w.observe(k.kind, u, true)
 }
 
 func (w *Watcher) onDelete(k *kindWatch, obj any) {
 	var namespace, name, rv string
 	switch o := obj.(type) {
+	case *cachedFluxApp:
+		namespace, name, rv = o.Namespace, o.Name, o.ResourceVersion
 	case *unstructured.Unstructured:
 		namespace, name, rv = o.GetNamespace(), o.GetName(), o.GetResourceVersion()
 	case cache.DeletedFinalStateUnknown:
@@ -462,8 +460,11 @@ func (w *Watcher) onDelete(k *kindWatch, obj any) {
 			w.log.Error("flux delete with a malformed key", slog.String("kind", k.kind), slog.String("key", o.Key))
 			return
 		}
-		if u, ok := o.Obj.(*unstructured.Unstructured); ok {
-			rv = u.GetResourceVersion()
+		switch last := o.Obj.(type) {
+		case *cachedFluxApp:
+			rv = last.ResourceVersion
+		case *unstructured.Unstructured:
+			rv = last.GetResourceVersion()
 		}
 	default:
 		w.log.Error("flux informer delivered an unexpected type", slog.String("kind", k.kind), slog.String("type", fmt.Sprintf("%T", obj)))
@@ -477,14 +478,18 @@ func (w *Watcher) onDelete(k *kindWatch, obj any) {
 // than from a requeue GET, which can overtake the watch or race a delete.
 func (w *Watcher) observe(kind string, u *unstructured.Unstructured, fromWatch bool) {
 	app, err := decodeApp(kind, u, w.now())
+	w.emit(kind, app, err, u.GetResourceVersion(), fromWatch)
+}
+
+// emit is observe's second half, for an App decoded from resource version rv with err.
+func (w *Watcher) emit(kind string, app reconcile.App, err error, rv string, fromWatch bool) {
 	if errors.Is(err, errUndecodable) {
 		w.decodeErrors.Inc()
 	}
 	if err != nil {
 		w.log.Warn("flux object not fully understood", slog.String("app", app.Key.String()),
-			slog.String("resource_version", u.GetResourceVersion()), slog.Any("error", err))
+			slog.String("resource_version", rv), slog.Any("error", err))
 	}
-	rv := u.GetResourceVersion()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if ts, ok := w.gone[app.Key]; ok {

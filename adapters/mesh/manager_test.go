@@ -199,6 +199,10 @@ func TestUpdateSpecWrite(t *testing.T) {
 			if got := updateSpecWrite(tc.old, tc.new); got.Manager != tc.want {
 				t.Errorf("updateSpecWrite manager = %q, want %q", got.Manager, tc.want)
 			}
+			// The informers' transform keeps what this reads.
+			if got := updateSpecWrite(trimEntries(t, tc.old), trimEntries(t, tc.new)); got.Manager != tc.want {
+				t.Errorf("after trimObject: updateSpecWrite manager = %q, want %q", got.Manager, tc.want)
+			}
 		})
 	}
 }

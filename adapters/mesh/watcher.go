@@ -259,6 +259,10 @@ func (w *Watcher) startKind(parent context.Context, gk schema.GroupKind, gvr sch
 		&unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: w.cfg.Resync, ObjectDescription: gvr.String()},
 	)
+	// The cache holds every mesh object of the cluster: keep only what is read.
+	if err := inf.SetTransform(compactObject); err != nil {
+		return nil, fmt.Errorf("setting the transform of %s: %w", gvr, err)
+	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		w.watchFailed(ctx, gk, err)
 	}); err != nil {
@@ -314,7 +318,7 @@ func (w *Watcher) watchFailed(ctx context.Context, gk schema.GroupKind, err erro
 }
 
 func (w *Watcher) onAdd(gk schema.GroupKind, obj any, initial bool) {
-	u, ok := obj.(*unstructured.Unstructured)
+	u, ok := cachedObject(obj)
 	if !ok {
 		return
 	}
@@ -332,8 +336,8 @@ func (w *Watcher) onAdd(gk schema.GroupKind, obj any, initial bool) {
 }
 
 func (w *Watcher) onUpdate(gk schema.GroupKind, oldObj, newObj any) {
-	old, ok1 := oldObj.(*unstructured.Unstructured)
-	cur, ok2 := newObj.(*unstructured.Unstructured)
+	old, ok1 := cachedObject(oldObj)
+	cur, ok2 := cachedObject(newObj)
 	if !ok1 || !ok2 || !specChanged(old, cur) {
 		return
 	}
@@ -345,7 +349,7 @@ func (w *Watcher) onDelete(gk schema.GroupKind, obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
+	u, ok := cachedObject(obj)
 	if !ok {
 		return
 	}
@@ -357,7 +361,7 @@ func (w *Watcher) onDelete(gk schema.GroupKind, obj any) {
 // generation on every spec change of a kind with a status subresource, and on nothing
 // else but the start of a graceful deletion, which is not a change to propagate (the
 // deletion follows). A kind that keeps no generation is taken to change on any write.
-func specChanged(old, cur *unstructured.Unstructured) bool {
+func specChanged(old, cur metav1.Object) bool {
 	if old.GetDeletionTimestamp() == nil && cur.GetDeletionTimestamp() != nil {
 		return false
 	}
@@ -370,7 +374,7 @@ func specChanged(old, cur *unstructured.Unstructured) bool {
 
 // specWriteTime is when an object found by the initial list last had its spec written:
 // the managedFields time of that write, else its creation, else fallback.
-func specWriteTime(write specWrite, u *unstructured.Unstructured, fallback time.Time) time.Time {
+func specWriteTime(write specWrite, u metav1.Object, fallback time.Time) time.Time {
 	if !write.At.IsZero() {
 		return write.At
 	}
@@ -390,11 +394,26 @@ func isBaseline(written, started time.Time) bool {
 	return !written.IsZero() && written.Before(started.Truncate(time.Second))
 }
 
-func (w *Watcher) emit(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, live bool) {
+func (w *Watcher) emit(gk schema.GroupKind, u metav1.Object, manager string, at time.Time, deleted, live bool) {
 	w.emitChange(gk, u, manager, at, deleted, live, false)
 }
 
-func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, manager string, at time.Time, deleted, live, baseline bool) {
+func (w *Watcher) emitChange(gk schema.GroupKind, u metav1.Object, manager string, at time.Time, deleted, live, baseline bool) {
+	change := changeOf(gk, u, manager, at, deleted, baseline, w.cfg.RootNamespace)
+	ref := change.Ref
+	if live {
+		// The initial list is not counted: every restart would count every object again.
+		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()
+	}
+	if w.log.Enabled(context.Background(), slog.LevelDebug) {
+		w.log.Debug("mesh change", "object", ref.String(), "generation", change.Generation,
+			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live, "baseline", baseline)
+	}
+	w.sink.ObserveMeshChange(change)
+}
+
+// changeOf reads the MeshChange of an object: everything the watcher reports of it.
+func changeOf(gk schema.GroupKind, u metav1.Object, manager string, at time.Time, deleted, baseline bool, rootNamespace string) reconcile.MeshChange {
 	ref := reconcile.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 	change := reconcile.MeshChange{
 		Ref:             ref,
@@ -405,21 +424,13 @@ func (w *Watcher) emitChange(gk schema.GroupKind, u *unstructured.Unstructured, 
 		GitOpsOwner:     gitOpsOwner(ref, u.GetLabels(), u.GetAnnotations()),
 		Deleted:         deleted,
 		Baseline:        baseline,
-		Reach:           reachOf(gk, u.GetNamespace(), u.Object, w.cfg.RootNamespace),
+		Reach:           reachOf(gk, u.GetNamespace(), contentOf(u), rootNamespace),
 		Ignore:          u.GetAnnotations()[reconcile.AnnotationIgnore],
 	}
 	if !deleted {
 		change.SpecWrites = specWrites(u.GetManagedFields())
 	}
-	if live {
-		// The initial list is not counted: every restart would count every object again.
-		w.metrics.changes.WithLabelValues(gk.String(), managerClass(manager)).Inc()
-	}
-	if w.log.Enabled(context.Background(), slog.LevelDebug) {
-		w.log.Debug("mesh change", "object", ref.String(), "generation", change.Generation,
-			"manager", manager, "owner", change.GitOpsOwner.String(), "deleted", deleted, "initial", !live, "baseline", baseline)
-	}
-	w.sink.ObserveMeshChange(change)
+	return change
 }
 
 // countObjects sets the objects gauge of a kind to its cache's size. The cache is updated

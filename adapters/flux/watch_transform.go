@@ -1,0 +1,129 @@
+package flux
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// keptFluxStatus are the status fields KustomizationApp and HelmReleaseApp read.
+var keptFluxStatus = map[string]bool{
+	"conditions":            true,
+	"inventory":             true,
+	"observedGeneration":    true,
+	"lastAttemptedRevision": true,
+	"lastAppliedRevision":   true,
+	"history":               true,
+}
+
+// trimFluxObject is the informers' transform (cache.TransformFunc): it keeps of a
+// Kustomization or HelmRelease, before the cache holds it, what decodeApp reads:
+// metadata without managedFields, labels and annotations other than the ignore one;
+// spec.suspend alone (a HelmRelease's values and a Kustomization's patches can be
+// large); of status, keptFluxStatus, and of a HelmRelease's history only the snapshot
+// liveRelease picks. Anything not an *unstructured.Unstructured passes as it is.
+func trimFluxObject(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	if md, ok := u.Object["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+		delete(md, "labels")
+		if ann, ok := md["annotations"].(map[string]any); ok {
+			if v, ok := ann[reconcile.AnnotationIgnore]; ok {
+				md["annotations"] = map[string]any{reconcile.AnnotationIgnore: v}
+			} else {
+				delete(md, "annotations")
+			}
+		}
+	}
+	if spec, ok := u.Object["spec"].(map[string]any); ok {
+		if v, ok := spec["suspend"]; ok {
+			u.Object["spec"] = map[string]any{"suspend": v}
+		} else {
+			u.Object["spec"] = map[string]any{}
+		}
+	}
+	if st, ok := u.Object["status"].(map[string]any); ok {
+		for k := range st {
+			if !keptFluxStatus[k] {
+				delete(st, k)
+			}
+		}
+		if u.GetKind() == KindHelmRelease {
+			if h, ok := st["history"].([]any); ok {
+				st["history"] = liveSnapshot(h)
+			}
+		}
+	}
+	return u, nil
+}
+
+// liveSnapshot keeps, of a HelmRelease's raw status.history, the snapshot liveRelease
+// picks (deployed, highest version), or all of it when an entry is not of the expected
+// shape, for decodeApp to judge.
+func liveSnapshot(h []any) []any {
+	live := -1
+	var liveVersion int64
+	for i, e := range h {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return h
+		}
+		status, _ := m["status"].(string)
+		version, ok := m["version"].(int64)
+		if _, present := m["version"]; present && !ok {
+			return h
+		}
+		if status == helmReleaseDeployed && (live < 0 || version > liveVersion) {
+			live, liveVersion = i, version
+		}
+	}
+	if live < 0 {
+		return []any{}
+	}
+	return []any{h[live]}
+}
+
+// cachedFluxApp is how the informers cache a Kustomization or HelmRelease: the App
+// decodeApp makes of it, so that the cache holds the parsed inventory instead of its
+// entries as maps, and an event is decoded once.
+type cachedFluxApp struct {
+	metav1.TypeMeta
+	// ObjectMeta holds what the informer keys and orders by: name, namespace,
+	// resourceVersion.
+	metav1.ObjectMeta
+	// app has no ObservedAt: the handler sets it. app and err are never changed after
+	// compactFluxObject, so copies share them.
+	app reconcile.App
+	err error
+}
+
+// DeepCopyObject implements runtime.Object.
+func (c *cachedFluxApp) DeepCopyObject() runtime.Object {
+	out := &cachedFluxApp{TypeMeta: c.TypeMeta, app: c.app, err: c.err}
+	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return out
+}
+
+// compactFluxObject is the transform of the informer of kind: trimFluxObject, then the
+// object decoded as a *cachedFluxApp.
+func compactFluxObject(kind string, obj any) (any, error) {
+	obj, err := trimFluxObject(obj)
+	u, ok := obj.(*unstructured.Unstructured)
+	if err != nil || !ok {
+		return obj, err
+	}
+	app, err := decodeApp(kind, u, time.Time{})
+	return &cachedFluxApp{
+		TypeMeta:   metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion()},
+		app:        app,
+		err:        err,
+	}, nil
+}
