@@ -20,6 +20,9 @@ type LiveSource struct {
 	Namespaces *Namespaces
 	// RootNamespace is Istio's root namespace; "" means DefaultRootNamespace.
 	RootNamespace string
+	// Kinds are the mesh kinds the checks read (checks.InputKinds); nil means every
+	// watched kind. Only these are decoded from the watcher's compact cache.
+	Kinds map[schema.GroupKind]bool
 }
 
 // Kinds every Kubernetes API server serves; the mesh kinds served are the ones watched.
@@ -43,7 +46,11 @@ func (l *LiveSource) Snapshot() (*checks.Snapshot, string) {
 		s.RootNamespace = l.RootNamespace
 	}
 	s.Served = map[schema.GroupKind]bool{gkService: true, gkPod: true, gkNamespace: true}
-	for gk, objs := range l.Watcher.Objects() {
+	var want func(schema.GroupKind) bool
+	if l.Kinds != nil {
+		want = func(gk schema.GroupKind) bool { return l.Kinds[gk] }
+	}
+	for gk, objs := range l.Watcher.Objects(want) {
 		s.Served[gk] = true
 		for _, u := range objs {
 			s.Add(u, checks.Origin{})

@@ -92,6 +92,17 @@ func All() []Check {
 	}
 }
 
+// InputKinds returns the kinds the checks read.
+func InputKinds(checks []Check) map[schema.GroupKind]bool {
+	kinds := map[schema.GroupKind]bool{}
+	for _, c := range checks {
+		for _, gvk := range c.Metadata().Inputs {
+			kinds[gvk.GroupKind()] = true
+		}
+	}
+	return kinds
+}
+
 // Run runs checks on s, skipping those that need live state the snapshot lacks or read a
 // kind it says is not served. Results are sorted by object, path and code.
 func Run(ctx context.Context, s *Snapshot, checks []Check) ([]Result, []Skipped) {

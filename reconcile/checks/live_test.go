@@ -36,7 +36,7 @@ func (s *stubSource) Snapshot() (*Snapshot, string) {
 		return nil, s.waiting
 	}
 	snap := loadFixture(s.t, s.file)
-	snap.Live = true
+	snap.Live, snap.Now = true, time.Now()
 	return snap, ""
 }
 
