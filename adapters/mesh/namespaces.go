@@ -20,6 +20,7 @@ import (
 // revision checks (MD0701) read istio.io/rev and istio-injection, never the rest.
 type Namespaces struct {
 	informer cache.SharedIndexInformer
+	watchErr
 }
 
 var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
@@ -34,7 +35,9 @@ func NewNamespaces(client metadata.Interface, resync time.Duration) *Namespaces 
 		}
 		return obj, nil
 	})
-	return &Namespaces{informer: inf.Informer()}
+	x := &Namespaces{informer: inf.Informer()}
+	_ = x.informer.SetWatchErrorHandlerWithContext(x.handle)
+	return x
 }
 
 // Run watches until ctx ends.

@@ -21,6 +21,7 @@ import (
 // would cost memory in proportion to the cluster for nothing meshdrift reads.
 type Pods struct {
 	informer cache.SharedIndexInformer
+	watchErr
 }
 
 var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
@@ -33,7 +34,9 @@ var podAnnotationPrefixes = []string{"sidecar.istio.io/", "istio.io/", "proxy.is
 func NewPods(client metadata.Interface, resync time.Duration) *Pods {
 	inf := metadatainformer.NewFilteredMetadataInformer(client, podsGVR, metav1.NamespaceAll, resync, cache.Indexers{}, nil)
 	_ = inf.Informer().SetTransform(trimPodMeta)
-	return &Pods{informer: inf.Informer()}
+	x := &Pods{informer: inf.Informer()}
+	_ = x.informer.SetWatchErrorHandlerWithContext(x.handle)
+	return x
 }
 
 // trimPodMeta keeps a pod's name, namespace, labels and the meshes' annotations.

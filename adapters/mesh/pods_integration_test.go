@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshdrift/meshdrift/adapters/mesh"
 	"github.com/meshdrift/meshdrift/internal/testbed"
@@ -71,4 +73,25 @@ spec:
 		p, _ := find()
 		return p.Labels["version"] == "v2", fmt.Sprintf("labels %v", p.Labels)
 	})
+}
+
+// A pod cache that may not list pods never syncs and says why: the API server's
+// Forbidden, which /readyz shows, rather than only client-go's log.
+func TestPodsForbiddenSaysWhy(t *testing.T) {
+	testbed.Need(t, bed.started)
+	rc := rest.CopyConfig(bed.kube.Config)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:meshdrift-system:without-rbac"}
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := mesh.NewPods(md, 0)
+	testbed.RunInBackground(t, pods.Run)
+	eventually(t, 10*time.Second, "the list error recorded", func() (bool, string) {
+		err := pods.Err()
+		return apierrors.IsForbidden(err), fmt.Sprintf("err %v", err)
+	})
+	if pods.HasSynced() || pods.List() != nil {
+		t.Errorf("a forbidden pod cache reports synced %v with %d pods", pods.HasSynced(), len(pods.List()))
+	}
 }

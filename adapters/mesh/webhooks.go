@@ -27,6 +27,7 @@ const (
 // the webhooks' bodies (CA bundles, selectors) are never needed.
 type RevisionTags struct {
 	informer cache.SharedIndexInformer
+	watchErr
 }
 
 var mutatingWebhooksGVR = schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}
@@ -41,7 +42,9 @@ func NewRevisionTags(client metadata.Interface, resync time.Duration) *RevisionT
 		}
 		return obj, nil
 	})
-	return &RevisionTags{informer: inf.Informer()}
+	x := &RevisionTags{informer: inf.Informer()}
+	_ = x.informer.SetWatchErrorHandlerWithContext(x.handle)
+	return x
 }
 
 // Run watches until ctx ends.

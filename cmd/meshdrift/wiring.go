@@ -38,6 +38,19 @@ type component struct {
 	name   string
 	run    func(context.Context) error
 	synced func() bool
+	// err, when set, says why a component has not synced (its latest list or watch
+	// error), for /readyz and the startup timeout.
+	err func() error
+}
+
+// notSynced names a component that has not synced, with its latest error if it says one.
+func (c component) notSynced() string {
+	if c.err != nil {
+		if err := c.err(); err != nil {
+			return c.name + " (" + err.Error() + ")"
+		}
+	}
+	return c.name
 }
 
 // app is meshdrift wired from a configuration: the store, every adapter, and the HTTP
@@ -110,7 +123,7 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 	// Istio's root namespace, where policies apply mesh-wide, is istiod's own namespace
 	// unless meshConfig.rootNamespace moves it.
 	rootNamespace := cfg.Istio.Namespace
-	live := &mesh.LiveSource{RootNamespace: rootNamespace}
+	live := &mesh.LiveSource{RootNamespace: rootNamespace, Kinds: checks.InputKinds(checks.All())}
 	if a.checks, err = checks.NewLive(checks.LiveConfig{}, live, nil, log.With("component", "checks")); err != nil {
 		return nil, err
 	}
@@ -125,11 +138,11 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 		errs = append(errs, fmt.Errorf("kubernetes metadata client: %w", err))
 	} else {
 		a.namespaces = mesh.NewNamespaces(md, 0)
-		a.components = append(a.components, component{name: "namespaces", run: a.namespaces.Run, synced: a.namespaces.HasSynced})
+		a.components = append(a.components, component{name: "namespaces", run: a.namespaces.Run, synced: a.namespaces.HasSynced, err: a.namespaces.Err})
 		a.pods = mesh.NewPods(md, 0)
-		a.components = append(a.components, component{name: "pods", run: a.pods.Run, synced: a.pods.HasSynced})
+		a.components = append(a.components, component{name: "pods", run: a.pods.Run, synced: a.pods.HasSynced, err: a.pods.Err})
 		a.tags = mesh.NewRevisionTags(md, 0)
-		a.components = append(a.components, component{name: "revision-tags", run: a.tags.Run, synced: a.tags.HasSynced})
+		a.components = append(a.components, component{name: "revision-tags", run: a.tags.Run, synced: a.tags.HasSynced, err: a.tags.Err})
 	}
 	if meshWatcher != nil && md != nil {
 		errs = append(errs, a.wireChecks(dyn, live, meshWatcher))
@@ -158,7 +171,7 @@ func wire(cfg config.Config, log *slog.Logger) (*app, error) {
 // pokes the runner (mesh changes reach it as a MeshSink).
 func (a *app) wireChecks(dyn dynamic.Interface, live *mesh.LiveSource, w *mesh.Watcher) error {
 	services := mesh.NewServices(dyn, 0)
-	a.components = append(a.components, component{name: "services", run: services.Run, synced: services.HasSynced})
+	a.components = append(a.components, component{name: "services", run: services.Run, synced: services.HasSynced, err: services.Err})
 	live.Watcher, live.Services, live.Pods, live.Namespaces = w, services, a.pods, a.namespaces
 	err := errors.Join(services.OnChange(a.checks.Poke), a.pods.OnChange(a.checks.Poke), a.namespaces.OnChange(a.checks.Poke))
 	if err != nil {
@@ -397,7 +410,7 @@ func (a *app) wireIstio(restCfg *rest.Config) error {
 func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 	for _, c := range a.components {
 		if c.synced != nil && !c.synced() {
-			http.Error(w, c.name+" not synced", http.StatusServiceUnavailable)
+			http.Error(w, c.notSynced()+" not synced", http.StatusServiceUnavailable)
 			return
 		}
 	}
@@ -506,7 +519,7 @@ func (a *app) waitSynced(ctx context.Context) error {
 		var pending []string
 		for _, c := range a.components {
 			if c.synced != nil && !c.synced() {
-				pending = append(pending, c.name)
+				pending = append(pending, c.notSynced())
 			}
 		}
 		if len(pending) == 0 {
