@@ -61,6 +61,11 @@ type Snapshot struct {
 
 	objects map[schema.GroupKind][]*unstructured.Unstructured
 	origins map[reconcile.ObjectRef]Origin
+	// byRef indexes objects for Get.
+	byRef map[reconcile.ObjectRef]*unstructured.Unstructured
+	// podIndex indexes Pods (by position), built from the first podsIndexed pods.
+	podIndex    map[podKey][]int
+	podsIndexed int
 }
 
 // NewSnapshot returns an empty snapshot with Istio's default domain and root namespace.
@@ -69,6 +74,7 @@ func NewSnapshot() *Snapshot {
 		Domain: DefaultDomain, RootNamespace: DefaultRootNamespace,
 		objects: map[schema.GroupKind][]*unstructured.Unstructured{},
 		origins: map[reconcile.ObjectRef]Origin{},
+		byRef:   map[reconcile.ObjectRef]*unstructured.Unstructured{},
 	}
 }
 
@@ -94,6 +100,7 @@ func (s *Snapshot) Add(obj *unstructured.Unstructured, o Origin) {
 	}
 	s.objects[gk] = append(s.objects[gk], obj)
 	s.origins[ref] = o
+	s.byRef[ref] = obj
 }
 
 // List returns the objects of a kind.
@@ -101,12 +108,7 @@ func (s *Snapshot) List(gk schema.GroupKind) []*unstructured.Unstructured { retu
 
 // Get returns one object, nil when absent.
 func (s *Snapshot) Get(gk schema.GroupKind, namespace, name string) *unstructured.Unstructured {
-	for _, u := range s.objects[gk] {
-		if u.GetNamespace() == namespace && u.GetName() == name {
-			return u
-		}
-	}
-	return nil
+	return s.byRef[reconcile.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: namespace, Name: name}]
 }
 
 // Origin returns where an object was read from.
@@ -131,16 +133,50 @@ func (s *Snapshot) unserved(inputs []schema.GroupVersionKind) []string {
 // podsMatching returns how many pods in namespace ns ("" for every namespace) carry all
 // labels in every selector.
 func (s *Snapshot) podsMatching(ns string, selectors ...map[string]string) int {
-	n := 0
-	for _, p := range s.Pods {
-		if ns != "" && p.Namespace != ns {
-			continue
+	s.indexPods()
+	// Start from the smallest candidate list: the namespace's pods, or the pods carrying
+	// one of the selected labels.
+	candidates := s.podIndex[podKey{ns: ns}]
+	if ns == "" {
+		candidates = s.podIndex[podKey{}]
+	}
+	for _, sel := range selectors {
+		for k, v := range sel {
+			if l := s.podIndex[podKey{label: k + "=" + v}]; len(l) < len(candidates) {
+				candidates = l
+			}
 		}
-		if matchesAll(p.Labels, selectors...) {
+	}
+	n := 0
+	for _, i := range candidates {
+		p := &s.Pods[i]
+		if (ns == "" || p.Namespace == ns) && matchesAll(p.Labels, selectors...) {
 			n++
 		}
 	}
 	return n
+}
+
+// podKey keys the pod index: every pod (zero key), a namespace's pods, or the pods
+// carrying a label "key=value".
+type podKey struct{ ns, label string }
+
+// indexPods builds the pod index on first use: Pods may be set directly, and a check run
+// (one goroutine) does not change them.
+func (s *Snapshot) indexPods() {
+	if s.podIndex != nil && s.podsIndexed == len(s.Pods) {
+		return
+	}
+	s.podIndex = map[podKey][]int{}
+	for i, p := range s.Pods {
+		s.podIndex[podKey{}] = append(s.podIndex[podKey{}], i)
+		s.podIndex[podKey{ns: p.Namespace}] = append(s.podIndex[podKey{ns: p.Namespace}], i)
+		for k, v := range p.Labels {
+			key := podKey{label: k + "=" + v}
+			s.podIndex[key] = append(s.podIndex[key], i)
+		}
+	}
+	s.podsIndexed = len(s.Pods)
 }
 
 func matchesAll(labels map[string]string, selectors ...map[string]string) bool {

@@ -110,8 +110,35 @@ func (vsSubset) Metadata() Metadata {
 	}
 }
 
+// drSubsets is a DestinationRule as vsSubset reads it, resolved once per run.
+type drSubsets struct {
+	host    string
+	vis     registryHost
+	subsets []string
+}
+
+// destinationRulesByHost resolves every DestinationRule's host: those of exact hosts by
+// host, those of wildcard hosts apart, so that a route's subset is looked up without
+// walking every DestinationRule.
+func destinationRulesByHost(s *Snapshot) (exact map[string][]drSubsets, wild []drSubsets) {
+	exact = map[string][]drSubsets{}
+	for _, dr := range s.List(gkDestinationRule) {
+		drHost, _, _ := unstructured.NestedString(dr.Object, "spec", "host")
+		export, _, _ := unstructured.NestedStringSlice(dr.Object, "spec", "exportTo")
+		d := drSubsets{host: fqdn(drHost, dr.GetNamespace(), s.Domain), vis: registryHost{ns: dr.GetNamespace(), exportTo: export}, subsets: subsetNames(dr)}
+		if strings.HasPrefix(d.host, "*") {
+			wild = append(wild, d)
+		} else {
+			exact[d.host] = append(exact[d.host], d)
+		}
+	}
+	return exact, wild
+}
+
 func (c vsSubset) Run(_ context.Context, s *Snapshot) []Result {
 	var out []Result
+	exact, wild := destinationRulesByHost(s)
+	var all []drSubsets
 	for _, vs := range s.List(gkVirtualService) {
 		ns := vs.GetNamespace()
 		for _, d := range destinations(vs) {
@@ -119,16 +146,23 @@ func (c vsSubset) Run(_ context.Context, s *Snapshot) []Result {
 				continue
 			}
 			host := fqdn(d.host, ns, s.Domain)
+			candidates := slices.Concat(exact[host], wild)
+			if strings.HasPrefix(host, "*") {
+				if all == nil {
+					for _, drs := range exact {
+						all = append(all, drs...)
+					}
+					all = append(all, wild...)
+				}
+				candidates = all
+			}
 			found, anyDR := false, false
-			for _, dr := range s.List(gkDestinationRule) {
-				drHost, _, _ := unstructured.NestedString(dr.Object, "spec", "host")
-				export, _, _ := unstructured.NestedStringSlice(dr.Object, "spec", "exportTo")
-				vis := registryHost{ns: dr.GetNamespace(), exportTo: export}
-				if !vis.visibleFrom(ns) || !hostsOverlap(host, fqdn(drHost, dr.GetNamespace(), s.Domain)) {
+			for _, dr := range candidates {
+				if !dr.vis.visibleFrom(ns) || !hostsOverlap(host, dr.host) {
 					continue
 				}
 				anyDR = true
-				if slices.Contains(subsetNames(dr), d.subset) {
+				if slices.Contains(dr.subsets, d.subset) {
 					found = true
 					break
 				}
