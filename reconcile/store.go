@@ -32,6 +32,10 @@ type Store struct {
 	clocks  map[string]*clockEstimator // per istiod, as istiods
 	nacks   []NACKEvent
 	changes map[ObjectRef]*trackedChange
+	// index holds each istiod view prepared for evaluation (index.go), made when first
+	// needed after a read; ids numbers the proxies they hold.
+	index map[string]*viewIndex
+	ids   *proxyIDs
 	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
 	// state are evaluated again only when there is something new.
 	seq         uint64
@@ -51,6 +55,8 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		istiods:  map[string]IstiodView{},
 		clocks:   map[string]*clockEstimator{},
 		changes:  map[ObjectRef]*trackedChange{},
+		index:    map[string]*viewIndex{},
+		ids:      &proxyIDs{},
 		changed:  make(chan struct{}, 1),
 	}
 }
@@ -101,6 +107,7 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 	v.ClockOffset = est.observe(prev, v)
 	v.ClockProblem = v.ClockOffset.Problem()
 	s.istiods[v.Istiod] = v
+	delete(s.index, v.Istiod)
 	s.seq++
 	s.mu.Unlock()
 	s.notify()
@@ -110,6 +117,7 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 func (s *Store) ForgetIstiod(name string) {
 	s.mu.Lock()
 	delete(s.istiods, name)
+	delete(s.index, name)
 	delete(s.clocks, name)
 	delete(s.sources, "istiod/"+name)
 	s.seq++
@@ -213,8 +221,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	}
 	var transitions []transition
 	s.mu.Lock()
-	down := s.downIstiodsLocked()
-	nacks := latestNACKs(s.nacks)
+	var in *evalInput // made when a change needs evaluating
 	inFlight, started := false, false
 	for ref, tc := range s.changes {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
@@ -229,8 +236,16 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 			unresolved = true
 			continue
 		}
+		if s.pendingStands(tc, now) {
+			// Nothing new from istiod, and no deadline passed: the verdict stands.
+			unresolved, inFlight = true, true
+			continue
+		}
+		if in == nil {
+			in = s.evalInputLocked()
+		}
 		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
-		next := tc.evaluate(s.cfg, s.istiods, nacks, down, now)
+		next := tc.evaluateIn(s.cfg, in, now)
 		prev := tc.result
 		if next.State == prev.State {
 			next.Since = prev.Since
@@ -240,6 +255,9 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
+		if tc.resolved {
+			tc.firstAt, tc.firstEval = nil, nil
+		}
 		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
 			inFlight = true
@@ -267,6 +285,40 @@ func (s *Store) InFlight() (inFlight, started bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.inFlight, s.newInFlight
+}
+
+// pendingStands reports whether a pending change's verdict as of its last evaluation
+// still stands at now, with no news from istiod since: the verdict changes with time
+// only when the hold on an ambiguous push ends and when the grace period does.
+func (s *Store) pendingStands(tc *trackedChange, now time.Time) bool {
+	if tc.evals == 0 || tc.evaluatedSeq != s.seq || tc.result.State != PropagationPending || now.Before(tc.evaluatedAt) {
+		return false
+	}
+	for _, d := range []time.Duration{min(s.cfg.Grace, ambiguousHold), s.cfg.Grace} {
+		if at := tc.change.ObservedAt.Add(d); tc.evaluatedAt.Before(at) && !now.Before(at) {
+			return false
+		}
+	}
+	return true
+}
+
+// evalInputLocked prepares the istiod views for evaluation, reusing the indexes of views
+// not read again since. Proxy numbers are given again from scratch once they outnumber
+// the connected proxies twice over (pods come and go), which voids the first pushes
+// changes hold.
+func (s *Store) evalInputLocked() *evalInput {
+	live := 0
+	for _, v := range s.istiods {
+		live += len(v.Proxies)
+	}
+	if s.ids.len() > 2*live+1024 {
+		s.ids = &proxyIDs{}
+		clear(s.index)
+		for _, tc := range s.changes {
+			tc.firstAt, tc.firstEval = nil, nil
+		}
+	}
+	return newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
 }
 
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
@@ -297,15 +349,17 @@ func (s *Store) pruneNACKsLocked(now time.Time) {
 }
 
 // storeSize is what the store holds that grows with the mesh's activity.
-type storeSize struct{ changes, firstPush, maxFirstPush, nacks, istiods int }
+type storeSize struct{ changes, firstPush, maxFirstPush, firstPushCap, proxyIDs, nacks, istiods int }
 
 func (s *Store) size() storeSize {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks)}
+	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks), proxyIDs: s.ids.len()}
 	for _, tc := range s.changes {
-		n.firstPush += len(tc.firstPush)
-		n.maxFirstPush = max(n.maxFirstPush, len(tc.firstPush))
+		fp := tc.firstPushes()
+		n.firstPush += fp
+		n.maxFirstPush = max(n.maxFirstPush, fp)
+		n.firstPushCap = max(n.firstPushCap, len(tc.firstAt))
 	}
 	return n
 }
