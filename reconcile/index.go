@@ -231,9 +231,9 @@ func (ix *viewIndex) sentSince(from int64) int {
 type evalInput struct {
 	views map[string]IstiodView
 	// names are the views' names, sorted; index their indexes, in the same order.
-	names []string
-	index []*viewIndex
-	nacks map[proxyKey]NACKEvent
+	names      []string
+	index      []*viewIndex
+	nacks      map[proxyKey]NACKEvent
 	down       []string
 	restricted []string
 	ids        *proxyIDs
