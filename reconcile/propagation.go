@@ -130,8 +130,9 @@ type trackedChange struct {
 	// evaluation that last saw the proxy targeted, and an entry of an earlier one than the
 	// previous evaluation is void: only proxies still connected count. Both are dropped
 	// once the change resolved.
-	firstAt   []int64
-	firstEval []uint32
+	firstAt    []int64
+	firstEval  []uint32
+	firstCount int
 	result    Propagation
 	resolved  bool
 	// settled is set for a baseline change written at least the grace period before
@@ -165,21 +166,14 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 
 // firstPushes counts the proxies whose first push the change holds from its last
 // evaluation.
-func (tc *trackedChange) firstPushes() int {
-	n := 0
-	for _, e := range tc.firstEval {
-		if e != 0 && e == uint32(tc.evals) {
-			n++
-		}
-	}
-	return n
-}
+func (tc *trackedChange) firstPushes() int { return tc.firstCount }
 
 // evaluateIn computes a change's propagation from the views prepared in in.
 func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now time.Time) Propagation {
 	c := tc.change
 	tc.evals++
 	eval := uint32(tc.evals)
+	tc.firstCount = 0
 	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
 	from := c.ObservedAt.Add(-cfg.Slack)
 	p := Propagation{Change: c}
@@ -237,6 +231,9 @@ func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now ti
 					if prev := tc.firstAt[id]; prev < f && prev >= atN-offN {
 						f = prev
 					}
+				}
+				if tc.firstEval[id] != eval {
+					tc.firstCount++
 				}
 				tc.firstAt[id], tc.firstEval[id] = f, eval
 			}

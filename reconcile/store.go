@@ -256,7 +256,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
 		if tc.resolved {
-			tc.firstAt, tc.firstEval = nil, nil
+			tc.firstAt, tc.firstEval, tc.firstCount = nil, nil, 0
 		}
 		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
@@ -311,11 +311,11 @@ func (s *Store) evalInputLocked() *evalInput {
 	for _, v := range s.istiods {
 		live += len(v.Proxies)
 	}
-	if s.ids.len() > 2*live+1024 {
+	if s.ids.len() > 2*live+64 {
 		s.ids = &proxyIDs{}
 		clear(s.index)
 		for _, tc := range s.changes {
-			tc.firstAt, tc.firstEval = nil, nil
+			tc.firstAt, tc.firstEval, tc.firstCount = nil, nil, 0
 		}
 	}
 	return newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
