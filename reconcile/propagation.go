@@ -133,8 +133,8 @@ type trackedChange struct {
 	firstAt    []int64
 	firstEval  []uint32
 	firstCount int
-	result    Propagation
-	resolved  bool
+	result     Propagation
+	resolved   bool
 	// settled is set for a baseline change written at least the grace period before
 	// meshdrift started (settledAtStart).
 	settled bool
