@@ -231,9 +231,12 @@ func (ix *viewIndex) sentSince(from int64) int {
 type evalInput struct {
 	views map[string]IstiodView
 	// names are the views' names, sorted; index their indexes, in the same order.
-	names      []string
-	index      []*viewIndex
-	nacks      map[proxyKey]NACKEvent
+	names []string
+	index []*viewIndex
+	nacks map[proxyKey]NACKEvent
+	// nackSeq versions each istiod's streamed NACKs: a change's visit of an istiod holds
+	// until the istiod is read again or its NACKs change.
+	nackSeq    map[string]uint64
 	down       []string
 	restricted []string
 	ids        *proxyIDs

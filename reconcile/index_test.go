@@ -451,6 +451,23 @@ func TestIndexedEvaluationSeesEveryEvent(t *testing.T) {
 			t.Fatalf("once istiod-a dropped it: %+v", p)
 		}
 	})
+	t.Run("first push kept while another istiod is read", func(t *testing.T) {
+		s := NewStore(PropagationConfig{}, nil)
+		s.ObserveMeshChange(vs)
+		s.ObserveIstiod(view("istiod-a", time.Second, proxy("a.payments", sent, StateStale, "")))
+		s.ObserveIstiod(view("istiod-b", time.Second, proxy("b.payments", sent, StateSynced, "")))
+		s.Evaluate(at.Add(time.Second))
+		// Only istiod-b is read again: istiod-a's visit stands.
+		s.ObserveIstiod(view("istiod-b", 1500*time.Millisecond, proxy("b.payments", sent, StateSynced, "")))
+		s.Evaluate(at.Add(1500 * time.Millisecond))
+		// istiod-a pushes a again (another change) and a ACKs: the change reached it with
+		// the first push, 200 ms after it.
+		s.ObserveIstiod(view("istiod-a", 6*time.Second, proxy("a.payments", at.Add(5*time.Second), StateSynced, "")))
+		s.Evaluate(at.Add(6 * time.Second))
+		if p := result(s); p.State != PropagationPropagated || p.Latency != 200*time.Millisecond {
+			t.Fatalf("latency %v, want 200ms: %+v", p.Latency, p)
+		}
+	})
 	t.Run("NACK of a type the kind does not write", func(t *testing.T) {
 		s := NewStore(PropagationConfig{}, nil)
 		s.ObserveMeshChange(vs)

@@ -140,6 +140,8 @@ type trackedChange struct {
 	settled bool
 	// blame is the change's blame (it depends on the change alone), made once.
 	blame *blame
+	// parts are the last visit of each istiod's proxies.
+	parts map[string]*istiodPart
 	// ids numbers proxies for a change evaluated on its own (tests); the store's are
 	// shared by every change.
 	ids *proxyIDs
@@ -168,14 +170,27 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 // evaluation.
 func (tc *trackedChange) firstPushes() int { return tc.firstCount }
 
+// istiodPart is what one istiod's proxies said about a change at its last visit. A
+// later evaluation takes it as it is while the istiod has not been read again and no
+// NACK of its was streamed since: only what changed is visited again.
+type istiodPart struct {
+	ix      *viewIndex
+	nackSeq uint64
+	// eval is the evaluation that visited the istiod; first pushes it recorded are
+	// valid until the next visit.
+	eval                             uint32
+	targeted, acked, nacked, pending int
+	proxies, concurrent              []ProxyOutcome
+	pushed, targetedHere, unsure     bool
+	latest                           int64
+	firstCount                       int
+}
+
 // evaluateIn computes a change's propagation from the views prepared in in.
 func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now time.Time) Propagation {
 	c := tc.change
 	tc.evals++
 	eval := uint32(tc.evals)
-	tc.firstCount = 0
-	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
-	from := c.ObservedAt.Add(-cfg.Slack)
 	p := Propagation{Change: c}
 	pushedSince := false
 	latest := int64(math.MinInt64)
@@ -183,12 +198,12 @@ func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now ti
 	if tc.blame == nil {
 		tc.blame = newBlame(c, tc.settled)
 	}
-	b := tc.blame
-	mask := typeMask(b.rule.types)
 	// Each istiod watches the API server itself, so one replica may have pushed while
 	// another has not yet: the change has propagated only once every istiod settled.
 	allSettled := true
 	unsure := false
+	parts := make(map[string]*istiodPart, len(in.names))
+	tc.firstCount = 0
 	for vi, name := range in.names {
 		v := in.views[name]
 		ix := in.index[vi]
@@ -204,145 +219,37 @@ func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now ti
 		// version is global, even when no proxy of its was affected).
 		fresh := v.ObservedAt.After(c.ObservedAt)
 		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(win.after)))) || now.Sub(c.ObservedAt) >= cfg.Grace
-		targetedHere := false
-		fromN, atN, afterN, offN := nanos(win.from), nanos(win.at), nanos(win.after), int64(win.offset)
-		// record counts a targeted proxy; first, last and lat are its own types' earliest
-		// and latest sends since the window opened and earliest since the change as the
-		// estimate places it (MaxInt64, MinInt64 and MaxInt64 when none).
-		record := func(pos int, state PropagationState, errText string, first, last, lat int64) {
-			px := &v.Proxies[pos]
-			pushedSince, targetedHere = true, true
-			p.Targeted++
-			id := ix.ids[pos]
-			if first != math.MaxInt64 {
-				unsure = unsure || last < atN || (win.unsure && win.hasMax && last < afterN)
-				f := first
-				if lat != math.MaxInt64 {
-					f = lat
-				}
-				f -= offN // meshdrift's clock
-				if n := in.ids.len(); len(tc.firstAt) < n {
-					tc.firstAt = append(tc.firstAt, make([]int64, n-len(tc.firstAt))...)
-					tc.firstEval = append(tc.firstEval, make([]uint32, n-len(tc.firstEval))...)
-				}
-				// An earlier first push is kept unless it came before the change as the
-				// clock estimate now places it (an unrelated push, or a guess).
-				if e := tc.firstEval[id]; e != 0 && (e == eval-1 || e == eval) {
-					if prev := tc.firstAt[id]; prev < f && prev >= atN-offN {
-						f = prev
-					}
-				}
-				if tc.firstEval[id] != eval {
-					tc.firstCount++
-				}
-				tc.firstAt[id], tc.firstEval[id] = f, eval
+		part := tc.parts[name]
+		reused := part != nil && part.ix == ix && part.nackSeq == in.nackSeq[name]
+		if !reused {
+			var lastEval uint32
+			if part != nil {
+				lastEval = part.eval
 			}
-			switch state {
-			case PropagationPropagated:
-				p.ACKed++
-				if int(id) < len(tc.firstEval) && tc.firstEval[id] == eval && tc.firstAt[id] > latest {
-					latest = tc.firstAt[id]
-				}
-			case PropagationNACKed:
-				p.NACKed++
-				p.Proxies = append(p.Proxies, b.outcome(name, px.ID, state, errText))
-			default:
-				p.Pending++
-				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
-			}
+			part = tc.visit(cfg, in, name, v, ix, win, eval, lastEval)
 		}
-		// full is the path of blame.go, for a proxy with an error or a streamed NACK.
-		full := func(pos int) {
-			px := v.Proxies[pos]
-			var events []NACKEvent
-			if n, ok := in.nacks[proxyKey{name, px.ID}]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
-				events = []NACKEvent{n}
+		parts[name] = part
+		p.Targeted += part.targeted
+		p.ACKed += part.acked
+		p.NACKed += part.nacked
+		p.Pending += part.pending
+		for _, o := range part.proxies {
+			if o.State == PropagationStale {
+				// Marked stale by the verdict that last listed it.
+				o.State = PropagationPending
 			}
-			att := b.attribute(name, px, events, win.from)
-			p.Concurrent = append(p.Concurrent, att.concurrent...)
-			pushedSince = pushedSince || att.pushed
-			own := att.own // the types the change can explain
-			state, errText, first, targeted := proxyOutcome(own, win.from)
-			if att.streamed != "" {
-				state, errText, targeted = PropagationNACKed, att.streamed, true
-			}
-			if !targeted {
-				return
-			}
-			firstN, lastN, latN := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
-			if !first.IsZero() {
-				firstN = nanos(first)
-				lastN = nanos(lastPushSince(own, win.from))
-				latN = nanos(latencyPush(own, win, first))
-			}
-			record(pos, state, errText, firstN, lastN, latN)
+			p.Proxies = append(p.Proxies, o)
 		}
-		// Reach depends on the proxy's namespace and class only: decided once per group.
-		in.memo = slices.Grow(in.memo[:0], len(ix.groups))[:len(ix.groups)]
-		clear(in.memo)
-		visit := func(pos int) {
-			if ix.errored[pos] || ix.event[pos] {
-				full(pos)
-				return
-			}
-			if ix.last[pos] < fromN {
-				return
-			}
-			pushedSince = true
-			g := ix.group[pos]
-			if in.memo[g] == 0 {
-				in.memo[g] = 2
-				if b.reachesGroup(ix.groups[g]) {
-					in.memo[g] = 1
-				}
-			}
-			if in.memo[g] != 1 {
-				return
-			}
-			first, last, lat := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
-			state := PropagationPropagated
-			for _, s := range ix.sends[ix.start[pos]:ix.start[pos+1]] {
-				if s.sent < fromN || mask&(1<<s.bit) == 0 {
-					continue
-				}
-				first, last = min(first, s.sent), max(last, s.sent)
-				if s.sent >= atN {
-					lat = min(lat, s.sent)
-				}
-				if s.state != sendSynced {
-					state = PropagationPending
-				}
-			}
-			if first == math.MaxInt64 {
-				return
-			}
-			if b.settled && state == PropagationPending {
-				// A baseline object settled long before meshdrift started: a proxy that
-				// has not answered is stuck, which is its own problem (blame.attribute).
-				p.Concurrent = append(p.Concurrent, b.outcome(name, v.Proxies[pos].ID, PropagationStale, ""))
-				return
-			}
-			record(pos, state, "", first, last, lat)
-		}
-		all, cand := in.candidates(ix, b, fromN)
-		if ix.sentSince(fromN) > 0 {
-			// istiod sent some proxy something since: it had processed config after the
-			// change, which is all "not pushed" asks.
-			pushedSince = true
-		}
-		if all {
-			for pos := range v.Proxies {
-				visit(pos)
-			}
-		} else {
-			for _, pos := range cand {
-				visit(int(pos))
-			}
-		}
-		if !settled && !targetedHere {
+		p.Concurrent = append(p.Concurrent, part.concurrent...)
+		pushedSince = pushedSince || part.pushed
+		unsure = unsure || part.unsure
+		latest = max(latest, part.latest)
+		tc.firstCount += part.firstCount
+		if !settled && !part.targetedHere {
 			allSettled = false
 		}
 	}
+	tc.parts = parts
 	p.Unreachable = in.down
 	p.Restricted = slices.Clone(in.restricted)
 	age := now.Sub(c.ObservedAt)
@@ -378,7 +285,161 @@ func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now ti
 	default:
 		p.State = PropagationNotPushed
 	}
+	// The parts keep their outcomes as slices of the result's (never appended to).
+	np, nc := 0, 0
+	for _, name := range in.names {
+		part := parts[name]
+		n, m := len(part.proxies), len(part.concurrent)
+		part.proxies, part.concurrent = p.Proxies[np:np+n:np+n], p.Concurrent[nc:nc+m:nc+m]
+		np, nc = np+n, nc+m
+	}
 	return p
+}
+
+// visit evaluates the change against the proxies of one istiod view. lastEval is the
+// evaluation that visited the istiod before (0 if none): first pushes it recorded are
+// the ones still valid.
+func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string, v IstiodView, ix *viewIndex, win pushWindow, eval, lastEval uint32) *istiodPart {
+	c := tc.change
+	b := tc.blame
+	mask := typeMask(b.rule.types)
+	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
+	from := c.ObservedAt.Add(-cfg.Slack)
+	part := &istiodPart{ix: ix, nackSeq: in.nackSeq[name], eval: eval, latest: math.MinInt64}
+	fromN, atN, afterN, offN := nanos(win.from), nanos(win.at), nanos(win.after), int64(win.offset)
+	if n := in.ids.len(); len(tc.firstAt) < n {
+		tc.firstAt = append(tc.firstAt, make([]int64, n-len(tc.firstAt))...)
+		tc.firstEval = append(tc.firstEval, make([]uint32, n-len(tc.firstEval))...)
+	}
+	// record counts a targeted proxy; first, last and lat are its own types' earliest
+	// and latest sends since the window opened and earliest since the change as the
+	// estimate places it (MaxInt64, MinInt64 and MaxInt64 when none).
+	record := func(pos int, state PropagationState, errText string, first, last, lat int64) {
+		px := &v.Proxies[pos]
+		part.pushed, part.targetedHere = true, true
+		part.targeted++
+		id := ix.ids[pos]
+		if first != math.MaxInt64 {
+			part.unsure = part.unsure || last < atN || (win.unsure && win.hasMax && last < afterN)
+			f := first
+			if lat != math.MaxInt64 {
+				f = lat
+			}
+			f -= offN // meshdrift's clock
+			// An earlier first push is kept unless it came before the change as the
+			// clock estimate now places it (an unrelated push, or a guess).
+			if e := tc.firstEval[id]; e != 0 && (e == lastEval || e == eval) {
+				if prev := tc.firstAt[id]; prev < f && prev >= atN-offN {
+					f = prev
+				}
+			}
+			if tc.firstEval[id] != eval {
+				part.firstCount++
+			}
+			tc.firstAt[id], tc.firstEval[id] = f, eval
+		}
+		switch state {
+		case PropagationPropagated:
+			part.acked++
+			if tc.firstEval[id] == eval && tc.firstAt[id] > part.latest {
+				part.latest = tc.firstAt[id]
+			}
+		case PropagationNACKed:
+			part.nacked++
+			part.proxies = append(part.proxies, b.outcome(name, px.ID, state, errText))
+		default:
+			part.pending++
+			part.proxies = append(part.proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
+		}
+	}
+	// full is the path of blame.go, for a proxy with an error or a streamed NACK.
+	full := func(pos int) {
+		px := v.Proxies[pos]
+		var events []NACKEvent
+		if n, ok := in.nacks[proxyKey{name, px.ID}]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
+			events = []NACKEvent{n}
+		}
+		att := b.attribute(name, px, events, win.from)
+		part.concurrent = append(part.concurrent, att.concurrent...)
+		part.pushed = part.pushed || att.pushed
+		own := att.own // the types the change can explain
+		state, errText, first, targeted := proxyOutcome(own, win.from)
+		if att.streamed != "" {
+			state, errText, targeted = PropagationNACKed, att.streamed, true
+		}
+		if !targeted {
+			return
+		}
+		firstN, lastN, latN := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
+		if !first.IsZero() {
+			firstN = nanos(first)
+			lastN = nanos(lastPushSince(own, win.from))
+			latN = nanos(latencyPush(own, win, first))
+		}
+		record(pos, state, errText, firstN, lastN, latN)
+	}
+	// Reach depends on the proxy's namespace and class only: decided once per group.
+	in.memo = slices.Grow(in.memo[:0], len(ix.groups))[:len(ix.groups)]
+	clear(in.memo)
+	visit := func(pos int) {
+		if ix.errored[pos] || ix.event[pos] {
+			full(pos)
+			return
+		}
+		if ix.last[pos] < fromN {
+			return
+		}
+		g := ix.group[pos]
+		if in.memo[g] == 0 {
+			in.memo[g] = 2
+			if b.reachesGroup(ix.groups[g]) {
+				in.memo[g] = 1
+			}
+		}
+		if in.memo[g] != 1 {
+			return
+		}
+		first, last, lat := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
+		state := PropagationPropagated
+		for _, s := range ix.sends[ix.start[pos]:ix.start[pos+1]] {
+			if s.sent < fromN || mask&(1<<s.bit) == 0 {
+				continue
+			}
+			first, last = min(first, s.sent), max(last, s.sent)
+			if s.sent >= atN {
+				lat = min(lat, s.sent)
+			}
+			if s.state != sendSynced {
+				state = PropagationPending
+			}
+		}
+		if first == math.MaxInt64 {
+			return
+		}
+		if b.settled && state == PropagationPending {
+			// A baseline object settled long before meshdrift started: a proxy that has
+			// not answered is stuck, which is its own problem (blame.attribute).
+			part.concurrent = append(part.concurrent, b.outcome(name, v.Proxies[pos].ID, PropagationStale, ""))
+			return
+		}
+		record(pos, state, "", first, last, lat)
+	}
+	if ix.sentSince(fromN) > 0 {
+		// istiod sent some proxy something since: it had processed config after the
+		// change, which is all "not pushed" asks.
+		part.pushed = true
+	}
+	all, cand := in.candidates(ix, b, fromN)
+	if all {
+		for pos := range v.Proxies {
+			visit(pos)
+		}
+	} else {
+		for _, pos := range cand {
+			visit(int(pos))
+		}
+	}
+	return part
 }
 
 // proxyOutcome says whether px was sent config since from and how it answered.

@@ -36,6 +36,8 @@ type Store struct {
 	// needed after a read; ids numbers the proxies they hold.
 	index map[string]*viewIndex
 	ids   *proxyIDs
+	// nackSeq versions the streamed NACKs of each istiod (see evalInput).
+	nackSeq map[string]uint64
 	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
 	// state are evaluated again only when there is something new.
 	seq         uint64
@@ -57,6 +59,7 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		changes:  map[ObjectRef]*trackedChange{},
 		index:    map[string]*viewIndex{},
 		ids:      &proxyIDs{},
+		nackSeq:  map[string]uint64{},
 		changed:  make(chan struct{}, 1),
 	}
 }
@@ -129,9 +132,11 @@ func (s *Store) ForgetIstiod(name string) {
 func (s *Store) ObserveNACK(n NACKEvent) {
 	s.mu.Lock()
 	s.nacks = append(s.nacks, n)
+	s.nackSeq[n.Istiod]++
 	if len(s.nacks) > maxNACKEvents {
 		// Drop the oldest quarter at once, so a NACK storm does not copy on every event.
 		s.nacks = slices.Delete(s.nacks, 0, len(s.nacks)-maxNACKEvents*3/4)
+		s.nacksDroppedLocked()
 	}
 	s.seq++
 	s.mu.Unlock()
@@ -256,7 +261,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
 		if tc.resolved {
-			tc.firstAt, tc.firstEval, tc.firstCount = nil, nil, 0
+			tc.firstAt, tc.firstEval, tc.firstCount, tc.parts = nil, nil, 0, nil
 		}
 		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
@@ -315,10 +320,12 @@ func (s *Store) evalInputLocked() *evalInput {
 		s.ids = &proxyIDs{}
 		clear(s.index)
 		for _, tc := range s.changes {
-			tc.firstAt, tc.firstEval, tc.firstCount = nil, nil, 0
+			tc.firstAt, tc.firstEval, tc.firstCount, tc.parts = nil, nil, 0, nil
 		}
 	}
-	return newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
+	in := newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
+	in.nackSeq = s.nackSeq
+	return in
 }
 
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
@@ -345,6 +352,14 @@ func (s *Store) pruneNACKsLocked(now time.Time) {
 	}
 	if i > 0 {
 		s.nacks = slices.Delete(s.nacks, 0, i)
+		s.nacksDroppedLocked()
+	}
+}
+
+// nacksDroppedLocked versions every istiod's NACKs anew after old ones were dropped.
+func (s *Store) nacksDroppedLocked() {
+	for k := range s.nackSeq {
+		s.nackSeq[k]++
 	}
 }
 
