@@ -308,24 +308,53 @@ func (s *Store) pendingStands(tc *trackedChange, now time.Time) bool {
 }
 
 // evalInputLocked prepares the istiod views for evaluation, reusing the indexes of views
-// not read again since. Proxy numbers are given again from scratch once they outnumber
-// the connected proxies twice over (pods come and go), which voids the first pushes
-// changes hold.
+// not read again since. Proxies are numbered again once those numbered outnumber the
+// connected ones twice over (pods come and go), keeping what changes hold of the
+// connected ones.
 func (s *Store) evalInputLocked() *evalInput {
 	live := 0
 	for _, v := range s.istiods {
 		live += len(v.Proxies)
 	}
 	if s.ids.len() > 2*live+64 {
-		s.ids = &proxyIDs{}
-		clear(s.index)
-		for _, tc := range s.changes {
-			tc.firstAt, tc.firstEval, tc.firstCount, tc.parts = nil, nil, 0, nil
-		}
+		s.renumberLocked()
 	}
 	in := newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
 	in.nackSeq = s.nackSeq
 	return in
+}
+
+// renumberLocked numbers the connected proxies afresh and moves the first pushes
+// changes hold to the new numbers.
+func (s *Store) renumberLocked() {
+	old := s.ids
+	s.ids = &proxyIDs{}
+	to := make([]int32, old.len())
+	for i := range to {
+		to[i] = -1
+	}
+	for name, v := range s.istiods {
+		for _, px := range v.Proxies {
+			k := proxyKey{name, px.ID}
+			if o, ok := old.m[k]; ok {
+				to[o] = s.ids.id(k)
+			}
+		}
+	}
+	for _, tc := range s.changes {
+		if tc.firstAt == nil {
+			continue
+		}
+		at, eval := make([]int64, s.ids.len()), make([]uint32, s.ids.len())
+		for o, n := range to {
+			if n >= 0 && o < len(tc.firstAt) {
+				at[n], eval[n] = tc.firstAt[o], tc.firstEval[o]
+			}
+		}
+		tc.firstAt, tc.firstEval = at, eval
+	}
+	// Indexes hold the old numbers.
+	clear(s.index)
 }
 
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
