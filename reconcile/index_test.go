@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -152,6 +154,19 @@ func (tc *refChange) evaluate(cfg PropagationConfig, views map[string]IstiodView
 		p.State = PropagationNotPushed
 	}
 	return p
+}
+
+// testSeed is a new seed each run, logged; RECONCILE_TEST_SEED replays one.
+func testSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("RECONCILE_TEST_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("seed %d (RECONCILE_TEST_SEED replays it)", seed)
+	return seed
 }
 
 // randomChanges are changes of every scope and reach the rules know, and one they do not.
@@ -319,8 +334,7 @@ func (m *randomMesh) step(readAt time.Time) (map[string]IstiodView, []NACKEvent,
 // NACKs and latency, read after read, as proxies connect after the change, move istiod,
 // go, NACK types the kind does not write and views are restricted.
 func TestIndexedEvaluationMatchesReference(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	cfg := PropagationConfig{}.withDefaults()
 	r := rand.New(rand.NewPCG(seed, 2))
 	for n := range 3000 {
@@ -351,8 +365,7 @@ func TestIndexedEvaluationMatchesReference(t *testing.T) {
 // skips a pending change when nothing is new: a verdict it keeps or makes is the one the
 // reference makes of the same views, whichever istiods were read since.
 func TestStoreEvaluationMatchesReference(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	r := rand.New(rand.NewPCG(seed, 4))
 	for n := range 1500 {
 		at := t0.Add(time.Duration(r.IntN(1000)) * time.Millisecond)

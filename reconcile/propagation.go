@@ -402,7 +402,16 @@ func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string
 		first, last, lat := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
 		state := PropagationPropagated
 		for _, s := range ix.sends[ix.start[pos]:ix.start[pos+1]] {
-			if s.sent < fromN || mask&(1<<s.bit) == 0 {
+			if s.sent < fromN {
+				if s.sent >= atN {
+					// The change as the estimate places it can come before the window
+					// when the clock bounds disagree: such a send is kept, as
+					// blame.attribute keeps every send before the window.
+					lat = min(lat, s.sent)
+				}
+				continue
+			}
+			if mask&(1<<s.bit) == 0 {
 				continue
 			}
 			first, last = min(first, s.sent), max(last, s.sent)
