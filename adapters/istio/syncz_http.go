@@ -93,42 +93,47 @@ func decodeSynczHTTPWhole(body []byte, istiod string) ([]reconcile.ProxyStatus, 
 	return proxies, nil
 }
 
-// decodeSynczHTTP decodes a valid body one proxy at a time into the same entry and map,
+// decodeSynczHTTP decodes a body one proxy at a time into the same entry and map,
 // with the strings that repeat from proxy to proxy (type URLs, push versions, cluster
 // and Istio versions) shared and the types of many proxies in one allocation. ok is
 // false for anything else; decodeSynczHTTPWhole then says what is wrong.
 func decodeSynczHTTP(body []byte, istiod string) (proxies []reconcile.ProxyStatus, ok bool) {
-	if !json.Valid(body) {
-		return nil, false
-	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, false
 	}
-	if tok == nil { // null: istiod marshalled a nil slice
-		return []reconcile.ProxyStatus{}, true
-	}
-	if tok != json.Delim('[') {
+	switch {
+	case tok == nil: // null: istiod marshalled a nil slice
+		proxies = []reconcile.ProxyStatus{}
+	case tok == json.Delim('['):
+		in := &synczInterner{m: map[string]string{}}
+		res := map[string]synczHTTPResource{}
+		var e synczHTTPProxy
+		for dec.More() {
+			clear(res)
+			e = synczHTTPProxy{Resources: res}
+			if err := dec.Decode(&e); err != nil {
+				return nil, false
+			}
+			p, err := e.proxyStatus(istiod, in)
+			if err != nil {
+				return nil, false
+			}
+			proxies = append(proxies, p)
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+			return nil, false
+		}
+		if proxies == nil {
+			proxies = []reconcile.ProxyStatus{}
+		}
+	default:
 		return nil, false
 	}
-	in := &synczInterner{m: map[string]string{}}
-	var e synczHTTPProxy
-	res := map[string]synczHTTPResource{}
-	for dec.More() {
-		clear(res)
-		e = synczHTTPProxy{Resources: res}
-		if err := dec.Decode(&e); err != nil {
-			return nil, false
-		}
-		p, err := e.proxyStatus(istiod, in)
-		if err != nil {
-			return nil, false
-		}
-		proxies = append(proxies, p)
-	}
-	if proxies == nil {
-		proxies = []reconcile.ProxyStatus{}
+	// Nothing may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
 	}
 	sortSyncz(proxies)
 	return proxies, true
