@@ -187,3 +187,22 @@ func unresolvedCount(s *Store) int {
 	}
 	return n
 }
+
+// The worst pass with 500 changes in flight: every istiod was read again, so every
+// change visits all 10,000 proxies' index entries again.
+func BenchmarkEvaluateInFlightAllIstiods(b *testing.B) {
+	s, alt := fleetStore(t0.Add(21 * time.Second))
+	other := fleetView(1, t0.Add(22*time.Second), t0.Add(21*time.Second), map[int]bool{3: true, 1001: true, 2500: true, 4999: true}, true)
+	now := t0.Add(23 * time.Second)
+	s.Evaluate(now)
+	b.ReportAllocs()
+	b.ResetTimer()
+	k := 0
+	for b.Loop() {
+		s.ObserveIstiod(alt[k%2])
+		other.ObservedAt = other.ObservedAt.Add(250 * time.Millisecond)
+		s.ObserveIstiod(other)
+		k++
+		s.Evaluate(now)
+	}
+}
