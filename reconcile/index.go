@@ -128,6 +128,43 @@ type viewIndex struct {
 	errPos    []int32
 	// ids are the proxies' numbers (proxyIDs).
 	ids []int32
+	// masked holds, per set of types a kind rule covers, each proxy's sends of those
+	// types summed up (made when a change of such a kind first needs it).
+	masked map[uint8]*maskedSends
+}
+
+// maskedSends sums up each proxy's sends of one set of types: the earliest and latest
+// (MaxInt64 and MinInt64 when none was sent) and whether one is not SYNCED. A proxy
+// whose earliest send comes after a change's window opens was sent all of them since:
+// its outcome follows from these three without looking at its types.
+type maskedSends struct {
+	first, last []int64
+	waiting     []bool
+}
+
+// sendsOf is the summary of the types in mask.
+func (ix *viewIndex) sendsOf(mask uint8) *maskedSends {
+	if m := ix.masked[mask]; m != nil {
+		return m
+	}
+	n := len(ix.last)
+	m := &maskedSends{first: make([]int64, n), last: make([]int64, n), waiting: make([]bool, n)}
+	for i := range n {
+		first, last := int64(math.MaxInt64), int64(math.MinInt64)
+		for _, s := range ix.sends[ix.start[i]:ix.start[i+1]] {
+			if mask&(1<<s.bit) == 0 || s.sent == math.MinInt64 {
+				continue
+			}
+			first, last = min(first, s.sent), max(last, s.sent)
+			m.waiting[i] = m.waiting[i] || s.state != sendSynced
+		}
+		m.first[i], m.last[i] = first, last
+	}
+	if ix.masked == nil {
+		ix.masked = map[uint8]*maskedSends{}
+	}
+	ix.masked[mask] = m
+	return m
 }
 
 func newViewIndex(v IstiodView, ids *proxyIDs) *viewIndex {

@@ -378,6 +378,13 @@ func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string
 		}
 		record(pos, state, errText, firstN, lastN, latN)
 	}
+	// The window normally opens no later than the change as estimated (see windowFor):
+	// then no send between the two counts outside the kind's types.
+	uniform := atN >= fromN
+	var ms *maskedSends
+	if uniform {
+		ms = ix.sendsOf(mask)
+	}
 	// Reach depends on the proxy's namespace and class only: decided once per group.
 	in.memo = slices.Grow(in.memo[:0], len(ix.groups))[:len(ix.groups)]
 	clear(in.memo)
@@ -401,6 +408,20 @@ func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string
 		}
 		first, last, lat := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
 		state := PropagationPropagated
+		if uniform {
+			// Usually every type of the kind was sent after the window opened, which
+			// opens no later than the change as estimated: the summary says it all.
+			if ms.last[pos] < fromN {
+				return
+			}
+			if f := ms.first[pos]; f >= fromN && f >= atN {
+				first, last, lat = f, ms.last[pos], f
+				if ms.waiting[pos] {
+					state = PropagationPending
+				}
+				goto counted
+			}
+		}
 		for _, s := range ix.sends[ix.start[pos]:ix.start[pos+1]] {
 			if s.sent < fromN {
 				if s.sent >= atN {
@@ -422,6 +443,7 @@ func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string
 				state = PropagationPending
 			}
 		}
+	counted:
 		if first == math.MaxInt64 {
 			return
 		}
