@@ -260,7 +260,11 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
-		if tc.resolved {
+		if tc.resolved || final(next.State) {
+			// Only a change in flight needs its first pushes, for its latency: one that
+			// went NACKed, Stale or NotPushed measures it, should it propagate after all,
+			// from the pushes it sees then. That bounds what they take to the changes in
+			// flight, 12 bytes per proxy each.
 			tc.firstAt, tc.firstEval, tc.firstCount, tc.parts = nil, nil, 0, nil
 		}
 		unresolved = unresolved || !tc.resolved
