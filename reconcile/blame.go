@@ -211,8 +211,11 @@ func (b *blame) typeApplies(typeURL string) bool {
 // namespace (from its id "<pod>.<namespace>") and type (sidecar, router, waypoint; empty
 // when the transport does not say, as the xDS syncz does not) tell.
 func (b *blame) reaches(proxyID, proxyType string) bool {
-	pns := proxyID[strings.LastIndexByte(proxyID, '.')+1:]
-	class := classOf(proxyType)
+	return b.reachesNS(proxyID[strings.LastIndexByte(proxyID, '.')+1:], classOf(proxyType))
+}
+
+// reachesNS is reaches for a proxy of namespace pns and class.
+func (b *blame) reachesNS(pns string, class proxyClass) bool {
 	switch b.rule.proxies {
 	case sidecarsOnly:
 		if class == gatewaysOnly {

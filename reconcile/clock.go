@@ -199,24 +199,23 @@ func clockEvidence(prev *IstiodView, v IstiodView) ClockOffset {
 		return ev
 	}
 	s := prev.ReadStartedAt
-	before := make(map[string]map[string]time.Time, len(prev.Proxies))
-	for _, p := range prev.Proxies {
-		m := make(map[string]time.Time, len(p.Types))
-		for _, t := range p.Types {
-			m[t.TypeURL] = t.SentAt
-		}
-		before[p.ID] = m
+	// One entry per proxy, not a map of its types: a read lists thousands of proxies,
+	// each with a handful of types. The last listing of a proxy, and of a type, counts.
+	before := make(map[string]int32, len(prev.Proxies))
+	for i, p := range prev.Proxies {
+		before[p.ID] = int32(i)
 	}
 	var earliestNew time.Time
 	for _, p := range v.Proxies {
 		// A proxy the previous answer did not list may have been sent config before it
 		// (its connection registered late): it proves nothing.
-		m, ok := before[p.ID]
+		i, ok := before[p.ID]
 		if !ok {
 			continue
 		}
+		was := prev.Proxies[i].Types
 		for _, t := range p.Types {
-			if t.SentAt.IsZero() || !t.SentAt.After(m[t.TypeURL]) {
+			if t.SentAt.IsZero() || !t.SentAt.After(sentBefore(was, t.TypeURL)) {
 				continue
 			}
 			if earliestNew.IsZero() || t.SentAt.Before(earliestNew) {
@@ -237,6 +236,17 @@ func clockEvidence(prev *IstiodView, v IstiodView) ClockOffset {
 
 // sameAnswerer reports whether two views come from the same istiod process as far as they
 // tell (the instance their proxies name).
+// sentBefore is when a type was last sent as types lists it (its last entry), zero when
+// it does not.
+func sentBefore(types []XDSStatus, typeURL string) time.Time {
+	for i := len(types) - 1; i >= 0; i-- {
+		if types[i].TypeURL == typeURL {
+			return types[i].SentAt
+		}
+	}
+	return time.Time{}
+}
+
 func sameAnswerer(a, b *IstiodView) bool {
 	name := func(v *IstiodView) string {
 		if len(v.Proxies) > 0 {

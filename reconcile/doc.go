@@ -47,6 +47,14 @@
 // an unresolved change is Unknown, never propagated and never "not pushed": the proxies
 // it hides may be the ones that have not ACKed. A NACK seen through it is still reported.
 //
+// Cost: evaluation revisits only what changed (index.go). Each istiod read is indexed
+// once (proxies by latest push, by namespace, with their sends per set of types a kind
+// writes); a change visits only the proxies pushed since it, of its namespace when its
+// kind confines it to one, plus those with an error or a streamed NACK; it keeps each
+// istiod's visit until that istiod is read again or streams a NACK; a pending change is
+// not evaluated again until there is news or its hold or grace period ends, and a
+// propagated one not at all.
+//
 // Limits: a proxy that istiod sends nothing after a change (scoped out by a Sidecar or
 // exportTo) is indistinguishable from one the change does not concern, and is not counted;
 // when meshdrift sees a change later than istiod pushes it (its watch lagging by more than

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,14 +125,26 @@ type Propagation struct {
 // trackedChange is a change with its frozen outcome once propagated.
 type trackedChange struct {
 	change MeshChange
-	// firstPush is the earliest push after the change seen per proxy (meshdrift's clock),
-	// for latency; only proxies still connected are kept.
-	firstPush map[proxyKey]firstPush
-	result    Propagation
-	resolved  bool
+	// firstAt is the earliest push after the change seen per proxy (meshdrift's clock, Unix
+	// nanoseconds), for latency, indexed by the proxy's number (proxyIDs); firstEval is the
+	// evaluation that last saw the proxy targeted, and an entry of an earlier one than the
+	// previous evaluation is void: only proxies still connected count. Both are dropped
+	// once the change resolved.
+	firstAt    []int64
+	firstEval  []uint32
+	firstCount int
+	result     Propagation
+	resolved   bool
 	// settled is set for a baseline change written at least the grace period before
 	// meshdrift started (settledAtStart).
 	settled bool
+	// blame is the change's blame (it depends on the change alone), made once.
+	blame *blame
+	// parts are the last visit of each istiod's proxies.
+	parts map[string]*istiodPart
+	// ids numbers proxies for a change evaluated on its own (tests); the store's are
+	// shared by every change.
+	ids *proxyIDs
 	// evals counts evaluations; evaluatedAt and evaluatedSeq are the last one's time and
 	// the store's evidence sequence then.
 	evals        uint64
@@ -139,39 +152,61 @@ type trackedChange struct {
 	evaluatedSeq uint64
 }
 
-type firstPush struct {
-	at   time.Time
-	eval uint64 // the evaluation that last saw the proxy targeted
-}
-
 // proxyKey names a proxy on one istiod.
 type proxyKey struct{ istiod, proxy string }
 
-// evaluate computes a change's propagation from the latest istiod views.
+// evaluate computes a change's propagation from the latest istiod views, on its own.
 //
 // nacks holds each proxy's latest streamed NACK (see latestNACKs): one since the change
 // counts, unless a later read shows the proxy has ACKed since.
 func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]IstiodView, nacks map[proxyKey]NACKEvent, down []string, now time.Time) Propagation {
+	if tc.ids == nil {
+		tc.ids = &proxyIDs{}
+	}
+	return tc.evaluateIn(cfg, newEvalInput(views, nacks, down, tc.ids, nil), now)
+}
+
+// firstPushes counts the proxies whose first push the change holds from its last
+// evaluation.
+func (tc *trackedChange) firstPushes() int { return tc.firstCount }
+
+// istiodPart is what one istiod's proxies said about a change at its last visit. A
+// later evaluation takes it as it is while the istiod has not been read again and no
+// NACK of its was streamed since: only what changed is visited again.
+type istiodPart struct {
+	ix      *viewIndex
+	nackSeq uint64
+	// eval is the evaluation that visited the istiod; first pushes it recorded are
+	// valid until the next visit.
+	eval                             uint32
+	targeted, acked, nacked, pending int
+	proxies, concurrent              []ProxyOutcome
+	pushed, targetedHere, unsure     bool
+	latest                           int64
+	firstCount                       int
+}
+
+// evaluateIn computes a change's propagation from the views prepared in in.
+func (tc *trackedChange) evaluateIn(cfg PropagationConfig, in *evalInput, now time.Time) Propagation {
 	c := tc.change
 	tc.evals++
-	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
-	from := c.ObservedAt.Add(-cfg.Slack)
+	eval := uint32(tc.evals)
 	p := Propagation{Change: c}
 	pushedSince := false
-	var latest time.Time
+	latest := int64(math.MinInt64)
 	// Which outcomes the change can explain: blame.go.
-	b := newBlame(c, tc.settled)
-	names := make([]string, 0, len(views))
-	for n := range views {
-		names = append(names, n)
+	if tc.blame == nil {
+		tc.blame = newBlame(c, tc.settled)
 	}
-	slices.Sort(names)
 	// Each istiod watches the API server itself, so one replica may have pushed while
 	// another has not yet: the change has propagated only once every istiod settled.
 	allSettled := true
 	unsure := false
-	for _, name := range names {
-		v := views[name]
+	parts := make(map[string]*istiodPart, len(in.names))
+	tc.firstCount = 0
+	for vi, name := range in.names {
+		v := in.views[name]
+		ix := in.index[vi]
 		win := windowFor(c, v.ClockOffset, cfg.Slack)
 		// Push versions have second resolution: a push in the second that contains
 		// from may be the one.
@@ -184,81 +219,55 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 		// version is global, even when no proxy of its was affected).
 		fresh := v.ObservedAt.After(c.ObservedAt)
 		settled := (fresh && (len(v.Proxies) == 0 || (hasVersion && vt.After(win.after)))) || now.Sub(c.ObservedAt) >= cfg.Grace
-		targetedHere := false
-		for _, px := range v.Proxies {
-			key := proxyKey{name, px.ID}
-			var events []NACKEvent
-			if n, ok := nacks[key]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
-				events = []NACKEvent{n}
+		part := tc.parts[name]
+		reused := part != nil && part.ix == ix && part.nackSeq == in.nackSeq[name]
+		if !reused {
+			var lastEval uint32
+			if part != nil {
+				lastEval = part.eval
 			}
-			att := b.attribute(name, px, events, win.from)
-			p.Concurrent = append(p.Concurrent, att.concurrent...)
-			pushedSince = pushedSince || att.pushed
-			own := att.own // the types the change can explain
-			state, errText, first, targeted := proxyOutcome(own, win.from)
-			if att.streamed != "" {
-				state, errText, targeted = PropagationNACKed, att.streamed, true
-			}
-			if !targeted {
-				continue
-			}
-			pushedSince, targetedHere = true, true
-			p.Targeted++
-			if !first.IsZero() {
-				unsure = unsure || win.ambiguous(lastPushSince(own, win.from))
-				first = latencyPush(own, win, first).Add(-win.offset) // meshdrift's clock
-				if tc.firstPush == nil {
-					tc.firstPush = map[proxyKey]firstPush{}
-				}
-				// An earlier first push is kept unless it came before the change as the
-				// clock estimate now places it (an unrelated push, or a guess).
-				if prev, ok := tc.firstPush[key]; ok && prev.at.Before(first) && !prev.at.Before(win.at.Add(-win.offset)) {
-					first = prev.at
-				}
-				tc.firstPush[key] = firstPush{at: first, eval: tc.evals}
-			}
-			switch state {
-			case PropagationPropagated:
-				p.ACKed++
-				if f := tc.firstPush[key].at; f.After(latest) {
-					latest = f
-				}
-			case PropagationNACKed:
-				p.NACKed++
-				p.Proxies = append(p.Proxies, b.outcome(name, px.ID, state, errText))
-			default:
-				p.Pending++
-				p.Proxies = append(p.Proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
-			}
+			part = tc.visit(cfg, in, name, v, ix, win, eval, lastEval)
 		}
-		if !settled && !targetedHere {
+		parts[name] = part
+		p.Targeted += part.targeted
+		p.ACKed += part.acked
+		p.NACKed += part.nacked
+		p.Pending += part.pending
+		for _, o := range part.proxies {
+			if o.State == PropagationStale {
+				// Marked stale by the verdict that last listed it.
+				o.State = PropagationPending
+			}
+			p.Proxies = append(p.Proxies, o)
+		}
+		p.Concurrent = append(p.Concurrent, part.concurrent...)
+		pushedSince = pushedSince || part.pushed
+		unsure = unsure || part.unsure
+		latest = max(latest, part.latest)
+		tc.firstCount += part.firstCount
+		if !settled && !part.targetedHere {
 			allSettled = false
 		}
 	}
-	if len(tc.firstPush) > p.Targeted {
-		// Proxies that disconnected (pods come and go): forget them.
-		for k, f := range tc.firstPush {
-			if f.eval != tc.evals {
-				delete(tc.firstPush, k)
-			}
-		}
-	}
-	p.Unreachable = down
-	p.Restricted = restrictedIstiods(views)
+	tc.parts = parts
+	p.Unreachable = in.down
+	p.Restricted = slices.Clone(in.restricted)
 	age := now.Sub(c.ObservedAt)
 	switch {
 	case p.NACKed > 0:
 		p.State = PropagationNACKed
-	case len(down) > 0 || len(p.Restricted) > 0:
+	case len(in.down) > 0 || len(p.Restricted) > 0:
 		p.State = PropagationUnknown
-	case len(views) == 0 && age >= cfg.Grace:
+	case len(in.views) == 0 && age >= cfg.Grace:
 		// No istiod has been read yet (meshdrift just started, or check has not read it):
 		// nothing says the change was not pushed.
 		p.State = PropagationUnknown
 	case p.Targeted > 0 && p.Pending == 0 && allSettled && !(unsure && age < min(cfg.Grace, ambiguousHold)):
 		p.State = PropagationPropagated
-		if lat := latest.Sub(c.ObservedAt); lat > 0 {
-			p.Latency = lat
+		if latest != math.MinInt64 {
+			if lat := time.Duration(latest - nanos(c.ObservedAt)); lat > 0 {
+				p.Latency = lat
+			}
 		}
 	case age < cfg.Grace:
 		p.State = PropagationPending
@@ -276,7 +285,192 @@ func (tc *trackedChange) evaluate(cfg PropagationConfig, views map[string]Istiod
 	default:
 		p.State = PropagationNotPushed
 	}
+	// The parts keep their outcomes as slices of the result's (never appended to).
+	np, nc := 0, 0
+	for _, name := range in.names {
+		part := parts[name]
+		n, m := len(part.proxies), len(part.concurrent)
+		part.proxies, part.concurrent = p.Proxies[np:np+n:np+n], p.Concurrent[nc:nc+m:nc+m]
+		np, nc = np+n, nc+m
+	}
 	return p
+}
+
+// visit evaluates the change against the proxies of one istiod view. lastEval is the
+// evaluation that visited the istiod before (0 if none): first pushes it recorded are
+// the ones still valid.
+func (tc *trackedChange) visit(cfg PropagationConfig, in *evalInput, name string, v IstiodView, ix *viewIndex, win pushWindow, eval, lastEval uint32) *istiodPart {
+	c := tc.change
+	b := tc.blame
+	mask := typeMask(b.rule.types)
+	// NACK events carry meshdrift's time; istiod's times are placed per istiod (clock.go).
+	from := c.ObservedAt.Add(-cfg.Slack)
+	part := &istiodPart{ix: ix, nackSeq: in.nackSeq[name], eval: eval, latest: math.MinInt64}
+	fromN, atN, afterN, offN := nanos(win.from), nanos(win.at), nanos(win.after), int64(win.offset)
+	if n := in.ids.len(); len(tc.firstAt) < n {
+		tc.firstAt = append(tc.firstAt, make([]int64, n-len(tc.firstAt))...)
+		tc.firstEval = append(tc.firstEval, make([]uint32, n-len(tc.firstEval))...)
+	}
+	// record counts a targeted proxy; first, last and lat are its own types' earliest
+	// and latest sends since the window opened and earliest since the change as the
+	// estimate places it (MaxInt64, MinInt64 and MaxInt64 when none).
+	record := func(pos int, state PropagationState, errText string, first, last, lat int64) {
+		px := &v.Proxies[pos]
+		part.pushed, part.targetedHere = true, true
+		part.targeted++
+		id := ix.ids[pos]
+		if first != math.MaxInt64 {
+			part.unsure = part.unsure || last < atN || (win.unsure && win.hasMax && last < afterN)
+			f := first
+			if lat != math.MaxInt64 {
+				f = lat
+			}
+			f -= offN // meshdrift's clock
+			// An earlier first push is kept unless it came before the change as the
+			// clock estimate now places it (an unrelated push, or a guess).
+			if e := tc.firstEval[id]; e != 0 && (e == lastEval || e == eval) {
+				if prev := tc.firstAt[id]; prev < f && prev >= atN-offN {
+					f = prev
+				}
+			}
+			if tc.firstEval[id] != eval {
+				part.firstCount++
+			}
+			tc.firstAt[id], tc.firstEval[id] = f, eval
+		}
+		switch state {
+		case PropagationPropagated:
+			part.acked++
+			if tc.firstEval[id] == eval && tc.firstAt[id] > part.latest {
+				part.latest = tc.firstAt[id]
+			}
+		case PropagationNACKed:
+			part.nacked++
+			part.proxies = append(part.proxies, b.outcome(name, px.ID, state, errText))
+		default:
+			part.pending++
+			part.proxies = append(part.proxies, ProxyOutcome{Proxy: px.ID, Istiod: name, State: PropagationPending})
+		}
+	}
+	// full is the path of blame.go, for a proxy with an error or a streamed NACK.
+	full := func(pos int) {
+		px := v.Proxies[pos]
+		var events []NACKEvent
+		if n, ok := in.nacks[proxyKey{name, px.ID}]; ok && !n.At.Before(from) && !nackSuperseded(n, v, px) {
+			events = []NACKEvent{n}
+		}
+		att := b.attribute(name, px, events, win.from)
+		part.concurrent = append(part.concurrent, att.concurrent...)
+		part.pushed = part.pushed || att.pushed
+		own := att.own // the types the change can explain
+		state, errText, first, targeted := proxyOutcome(own, win.from)
+		if att.streamed != "" {
+			state, errText, targeted = PropagationNACKed, att.streamed, true
+		}
+		if !targeted {
+			return
+		}
+		firstN, lastN, latN := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
+		if !first.IsZero() {
+			firstN = nanos(first)
+			lastN = nanos(lastPushSince(own, win.from))
+			latN = nanos(latencyPush(own, win, first))
+		}
+		record(pos, state, errText, firstN, lastN, latN)
+	}
+	// The window normally opens no later than the change as estimated (see windowFor):
+	// then no send between the two counts outside the kind's types.
+	uniform := atN >= fromN
+	var ms *maskedSends
+	if uniform {
+		ms = ix.sendsOf(mask)
+	}
+	// Reach depends on the proxy's namespace and class only: decided once per group.
+	in.memo = slices.Grow(in.memo[:0], len(ix.groups))[:len(ix.groups)]
+	clear(in.memo)
+	visit := func(pos int) {
+		if ix.errored[pos] || ix.event[pos] {
+			full(pos)
+			return
+		}
+		if ix.last[pos] < fromN {
+			return
+		}
+		g := ix.group[pos]
+		if in.memo[g] == 0 {
+			in.memo[g] = 2
+			if b.reachesGroup(ix.groups[g]) {
+				in.memo[g] = 1
+			}
+		}
+		if in.memo[g] != 1 {
+			return
+		}
+		first, last, lat := int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64)
+		state := PropagationPropagated
+		if uniform {
+			// Usually every type of the kind was sent after the window opened, which
+			// opens no later than the change as estimated: the summary says it all.
+			if ms.last[pos] < fromN {
+				return
+			}
+			if f := ms.first[pos]; f >= fromN && f >= atN {
+				first, last, lat = f, ms.last[pos], f
+				if ms.waiting[pos] {
+					state = PropagationPending
+				}
+				goto counted
+			}
+		}
+		for _, s := range ix.sends[ix.start[pos]:ix.start[pos+1]] {
+			if s.sent < fromN {
+				if s.sent >= atN {
+					// The change as the estimate places it can come before the window
+					// when the clock bounds disagree: such a send is kept, as
+					// blame.attribute keeps every send before the window.
+					lat = min(lat, s.sent)
+				}
+				continue
+			}
+			if mask&(1<<s.bit) == 0 {
+				continue
+			}
+			first, last = min(first, s.sent), max(last, s.sent)
+			if s.sent >= atN {
+				lat = min(lat, s.sent)
+			}
+			if s.state != sendSynced {
+				state = PropagationPending
+			}
+		}
+	counted:
+		if first == math.MaxInt64 {
+			return
+		}
+		if b.settled && state == PropagationPending {
+			// A baseline object settled long before meshdrift started: a proxy that has
+			// not answered is stuck, which is its own problem (blame.attribute).
+			part.concurrent = append(part.concurrent, b.outcome(name, v.Proxies[pos].ID, PropagationStale, ""))
+			return
+		}
+		record(pos, state, "", first, last, lat)
+	}
+	if ix.sentSince(fromN) > 0 {
+		// istiod sent some proxy something since: it had processed config after the
+		// change, which is all "not pushed" asks.
+		part.pushed = true
+	}
+	all, cand := in.candidates(ix, b, fromN)
+	if all {
+		for pos := range v.Proxies {
+			visit(pos)
+		}
+	} else {
+		for _, pos := range cand {
+			visit(int(pos))
+		}
+	}
+	return part
 }
 
 // proxyOutcome says whether px was sent config since from and how it answered.

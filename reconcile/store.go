@@ -32,6 +32,12 @@ type Store struct {
 	clocks  map[string]*clockEstimator // per istiod, as istiods
 	nacks   []NACKEvent
 	changes map[ObjectRef]*trackedChange
+	// index holds each istiod view prepared for evaluation (index.go), made when first
+	// needed after a read; ids numbers the proxies they hold.
+	index map[string]*viewIndex
+	ids   *proxyIDs
+	// nackSeq versions the streamed NACKs of each istiod (see evalInput).
+	nackSeq map[string]uint64
 	// seq counts istiod evidence (views, NACKs, reachability), so that changes in a final
 	// state are evaluated again only when there is something new.
 	seq         uint64
@@ -51,6 +57,9 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		istiods:  map[string]IstiodView{},
 		clocks:   map[string]*clockEstimator{},
 		changes:  map[ObjectRef]*trackedChange{},
+		index:    map[string]*viewIndex{},
+		ids:      &proxyIDs{},
+		nackSeq:  map[string]uint64{},
 		changed:  make(chan struct{}, 1),
 	}
 }
@@ -101,6 +110,7 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 	v.ClockOffset = est.observe(prev, v)
 	v.ClockProblem = v.ClockOffset.Problem()
 	s.istiods[v.Istiod] = v
+	delete(s.index, v.Istiod)
 	s.seq++
 	s.mu.Unlock()
 	s.notify()
@@ -110,6 +120,7 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 func (s *Store) ForgetIstiod(name string) {
 	s.mu.Lock()
 	delete(s.istiods, name)
+	delete(s.index, name)
 	delete(s.clocks, name)
 	delete(s.sources, "istiod/"+name)
 	s.seq++
@@ -121,9 +132,11 @@ func (s *Store) ForgetIstiod(name string) {
 func (s *Store) ObserveNACK(n NACKEvent) {
 	s.mu.Lock()
 	s.nacks = append(s.nacks, n)
+	s.nackSeq[n.Istiod]++
 	if len(s.nacks) > maxNACKEvents {
 		// Drop the oldest quarter at once, so a NACK storm does not copy on every event.
 		s.nacks = slices.Delete(s.nacks, 0, len(s.nacks)-maxNACKEvents*3/4)
+		s.nacksDroppedLocked()
 	}
 	s.seq++
 	s.mu.Unlock()
@@ -213,8 +226,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	}
 	var transitions []transition
 	s.mu.Lock()
-	down := s.downIstiodsLocked()
-	nacks := latestNACKs(s.nacks)
+	var in *evalInput // made when a change needs evaluating
 	inFlight, started := false, false
 	for ref, tc := range s.changes {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
@@ -229,8 +241,16 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 			unresolved = true
 			continue
 		}
+		if s.pendingStands(tc, now) {
+			// Nothing new from istiod, and no deadline passed: the verdict stands.
+			unresolved, inFlight = true, true
+			continue
+		}
+		if in == nil {
+			in = s.evalInputLocked()
+		}
 		tc.evaluatedAt, tc.evaluatedSeq = now, s.seq
-		next := tc.evaluate(s.cfg, s.istiods, nacks, down, now)
+		next := tc.evaluateIn(s.cfg, in, now)
 		prev := tc.result
 		if next.State == prev.State {
 			next.Since = prev.Since
@@ -240,6 +260,13 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
+		if tc.resolved || final(next.State) {
+			// Only a change in flight needs its first pushes, for its latency: one that
+			// went NACKed, Stale or NotPushed measures it, should it propagate after all,
+			// from the pushes it sees then. That bounds what they take to the changes in
+			// flight, 12 bytes per proxy each.
+			tc.firstAt, tc.firstEval, tc.firstCount, tc.parts = nil, nil, 0, nil
+		}
 		unresolved = unresolved || !tc.resolved
 		if next.State == PropagationPending && now.Sub(tc.change.ObservedAt) < s.cfg.Grace {
 			inFlight = true
@@ -269,6 +296,71 @@ func (s *Store) InFlight() (inFlight, started bool) {
 	return s.inFlight, s.newInFlight
 }
 
+// pendingStands reports whether a pending change's verdict as of its last evaluation
+// still stands at now, with no news from istiod since: the verdict changes with time
+// only when the hold on an ambiguous push ends and when the grace period does.
+func (s *Store) pendingStands(tc *trackedChange, now time.Time) bool {
+	if tc.evals == 0 || tc.evaluatedSeq != s.seq || tc.result.State != PropagationPending || now.Before(tc.evaluatedAt) {
+		return false
+	}
+	for _, d := range []time.Duration{min(s.cfg.Grace, ambiguousHold), s.cfg.Grace} {
+		if at := tc.change.ObservedAt.Add(d); tc.evaluatedAt.Before(at) && !now.Before(at) {
+			return false
+		}
+	}
+	return true
+}
+
+// evalInputLocked prepares the istiod views for evaluation, reusing the indexes of views
+// not read again since. Proxies are numbered again once those numbered outnumber the
+// connected ones twice over (pods come and go), keeping what changes hold of the
+// connected ones.
+func (s *Store) evalInputLocked() *evalInput {
+	live := 0
+	for _, v := range s.istiods {
+		live += len(v.Proxies)
+	}
+	if s.ids.len() > 2*live+64 {
+		s.renumberLocked()
+	}
+	in := newEvalInput(s.istiods, latestNACKs(s.nacks), s.downIstiodsLocked(), s.ids, s.index)
+	in.nackSeq = s.nackSeq
+	return in
+}
+
+// renumberLocked numbers the connected proxies afresh and moves the first pushes
+// changes hold to the new numbers.
+func (s *Store) renumberLocked() {
+	old := s.ids
+	s.ids = &proxyIDs{}
+	to := make([]int32, old.len())
+	for i := range to {
+		to[i] = -1
+	}
+	for name, v := range s.istiods {
+		for _, px := range v.Proxies {
+			k := proxyKey{name, px.ID}
+			if o, ok := old.m[k]; ok {
+				to[o] = s.ids.id(k)
+			}
+		}
+	}
+	for _, tc := range s.changes {
+		if tc.firstAt == nil {
+			continue
+		}
+		at, eval := make([]int64, s.ids.len()), make([]uint32, s.ids.len())
+		for o, n := range to {
+			if n >= 0 && o < len(tc.firstAt) {
+				at[n], eval[n] = tc.firstAt[o], tc.firstEval[o]
+			}
+		}
+		tc.firstAt, tc.firstEval = at, eval
+	}
+	// Indexes hold the old numbers.
+	clear(s.index)
+}
+
 // latestNACKs is each proxy's latest NACK: a change counts a proxy's NACK when one came
 // after it, which the latest tells, at the cost of one lookup per proxy.
 func latestNACKs(events []NACKEvent) map[proxyKey]NACKEvent {
@@ -293,19 +385,29 @@ func (s *Store) pruneNACKsLocked(now time.Time) {
 	}
 	if i > 0 {
 		s.nacks = slices.Delete(s.nacks, 0, i)
+		s.nacksDroppedLocked()
+	}
+}
+
+// nacksDroppedLocked versions every istiod's NACKs anew after old ones were dropped.
+func (s *Store) nacksDroppedLocked() {
+	for k := range s.nackSeq {
+		s.nackSeq[k]++
 	}
 }
 
 // storeSize is what the store holds that grows with the mesh's activity.
-type storeSize struct{ changes, firstPush, maxFirstPush, nacks, istiods int }
+type storeSize struct{ changes, firstPush, maxFirstPush, firstPushCap, proxyIDs, nacks, istiods int }
 
 func (s *Store) size() storeSize {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks)}
+	n := storeSize{changes: len(s.changes), nacks: len(s.nacks), istiods: len(s.istiods) + len(s.clocks), proxyIDs: s.ids.len()}
 	for _, tc := range s.changes {
-		n.firstPush += len(tc.firstPush)
-		n.maxFirstPush = max(n.maxFirstPush, len(tc.firstPush))
+		fp := tc.firstPushes()
+		n.firstPush += fp
+		n.maxFirstPush = max(n.maxFirstPush, fp)
+		n.firstPushCap = max(n.firstPushCap, len(tc.firstAt))
 	}
 	return n
 }

@@ -103,6 +103,8 @@ func TestStoreStaysBounded(t *testing.T) {
 		peak.changes = max(peak.changes, n.changes)
 		peak.maxFirstPush = max(peak.maxFirstPush, n.maxFirstPush)
 		peak.firstPush = max(peak.firstPush, n.firstPush)
+		peak.firstPushCap = max(peak.firstPushCap, n.firstPushCap)
+		peak.proxyIDs = max(peak.proxyIDs, n.proxyIDs)
 		peak.nacks = max(peak.nacks, n.nacks)
 		peak.istiods = max(peak.istiods, n.istiods)
 	}
@@ -113,6 +115,11 @@ func TestStoreStaysBounded(t *testing.T) {
 	// Each change keeps first pushes only of proxies connected when it was last evaluated.
 	if peak.maxFirstPush > 2*connected {
 		t.Errorf("a change held %d first pushes; at most %d proxies are ever connected", peak.maxFirstPush, 2*connected)
+	}
+	// Proxy numbers (and the slices of first pushes indexed by them) are given again once
+	// pods that left outnumber those connected.
+	if peak.proxyIDs > 4*connected+64+2*connected || peak.firstPushCap > 4*connected+64+2*connected {
+		t.Errorf("numbered %d proxies, a change held room for %d; %d connected of 10,000 seen", peak.proxyIDs, peak.firstPushCap, 2*connected)
 	}
 	if peak.nacks > maxNACKEvents {
 		t.Errorf("held %d NACK events, cap %d", peak.nacks, maxNACKEvents)

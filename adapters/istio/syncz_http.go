@@ -1,10 +1,12 @@
 package istio
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/meshdrift/meshdrift/reconcile"
@@ -49,20 +51,39 @@ func ParseSynczHTTP(r io.Reader, istiod string) ([]reconcile.ProxyStatus, error)
 }
 
 func parseSynczHTTP(r io.Reader, istiod string, limit int64) ([]reconcile.ProxyStatus, error) {
-	body, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
+	buf := synczBodies.Get().(*bytes.Buffer)
+	defer func() {
+		buf.Reset()
+		synczBodies.Put(buf)
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
 		return nil, fmt.Errorf("read syncz body: %w", err)
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("syncz body exceeds %d bytes: %w", limit, ErrSynczTooLarge)
 	}
+	if proxies, ok := decodeSynczHTTP(body, istiod); ok {
+		return proxies, nil
+	}
+	// Whatever the streaming decoder refused, decoding the whole body says why, in the
+	// words it always has.
+	return decodeSynczHTTPWhole(body, istiod)
+}
+
+// synczBodies holds read buffers between polls: a body of 10,000 proxies is about 20 MB,
+// read once per istiod per poll.
+var synczBodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeSynczHTTPWhole decodes the body in one go; it gives the errors.
+func decodeSynczHTTPWhole(body []byte, istiod string) ([]reconcile.ProxyStatus, error) {
 	var entries []synczHTTPProxy
 	if err := json.Unmarshal(body, &entries); err != nil {
 		return nil, fmt.Errorf("decode syncz body: %w", err)
 	}
 	proxies := make([]reconcile.ProxyStatus, 0, len(entries))
 	for i, e := range entries {
-		p, err := e.proxyStatus(istiod)
+		p, err := e.proxyStatus(istiod, nil)
 		if err != nil {
 			return nil, fmt.Errorf("syncz entry %d: %w", i, err)
 		}
@@ -72,20 +93,104 @@ func parseSynczHTTP(r io.Reader, istiod string, limit int64) ([]reconcile.ProxyS
 	return proxies, nil
 }
 
-func (e synczHTTPProxy) proxyStatus(istiod string) (reconcile.ProxyStatus, error) {
+// decodeSynczHTTP decodes a body one proxy at a time into the same entry and map,
+// with the strings that repeat from proxy to proxy (type URLs, push versions, cluster
+// and Istio versions) shared and the types of many proxies in one allocation. ok is
+// false for anything else; decodeSynczHTTPWhole then says what is wrong.
+func decodeSynczHTTP(body []byte, istiod string) (proxies []reconcile.ProxyStatus, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, false
+	}
+	switch {
+	case tok == nil: // null: istiod marshalled a nil slice
+		proxies = []reconcile.ProxyStatus{}
+	case tok == json.Delim('['):
+		in := &synczInterner{m: map[string]string{}}
+		res := map[string]synczHTTPResource{}
+		var e synczHTTPProxy
+		for dec.More() {
+			clear(res)
+			e = synczHTTPProxy{Resources: res}
+			if err := dec.Decode(&e); err != nil {
+				return nil, false
+			}
+			p, err := e.proxyStatus(istiod, in)
+			if err != nil {
+				return nil, false
+			}
+			proxies = append(proxies, p)
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+			return nil, false
+		}
+		if proxies == nil {
+			proxies = []reconcile.ProxyStatus{}
+		}
+	default:
+		return nil, false
+	}
+	// Nothing may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	sortSyncz(proxies)
+	return proxies, true
+}
+
+// synczInterner shares equal strings within one body, and hands out the types of many
+// proxies from one slab.
+type synczInterner struct {
+	m    map[string]string
+	slab []reconcile.XDSStatus
+}
+
+func (in *synczInterner) str(s string) string {
+	if in == nil || s == "" {
+		return s
+	}
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if len(in.m) < maxInterned {
+		in.m[s] = s
+	}
+	return s
+}
+
+// maxInterned bounds the strings shared per body: istiod has a handful of type URLs and
+// versions at a time, so more means input that does not repeat.
+const maxInterned = 4096
+
+// types is an empty slice with room for n types.
+func (in *synczInterner) types(n int) []reconcile.XDSStatus {
+	if in == nil || n == 0 || n > 64 {
+		return make([]reconcile.XDSStatus, 0, n)
+	}
+	if len(in.slab)+n > cap(in.slab) {
+		in.slab = make([]reconcile.XDSStatus, 0, 1024)
+	}
+	start := len(in.slab)
+	in.slab = in.slab[:start+n]
+	return in.slab[start : start : start+n]
+}
+
+// proxyStatus converts one entry; in, when not nil, shares repeated strings.
+func (e synczHTTPProxy) proxyStatus(istiod string, in *synczInterner) (reconcile.ProxyStatus, error) {
 	if e.Proxy == "" {
 		return reconcile.ProxyStatus{}, errors.New("proxy has no id")
 	}
 	p := reconcile.ProxyStatus{
 		ID:           e.Proxy,
-		ClusterID:    e.ClusterID,
-		ProxyType:    e.ProxyType,
-		IstioVersion: e.IstioVersion,
+		ClusterID:    in.str(e.ClusterID),
+		ProxyType:    in.str(e.ProxyType),
+		IstioVersion: in.str(e.IstioVersion),
 		Istiod:       istiod,
-		Types:        make([]reconcile.XDSStatus, 0, len(e.Resources)),
+		Types:        in.types(len(e.Resources)),
 	}
 	for typeURL, res := range e.Resources {
-		st, err := res.xdsStatus(typeURL)
+		st, err := res.xdsStatus(in.str(typeURL), in)
 		if err != nil {
 			return reconcile.ProxyStatus{}, fmt.Errorf("proxy %q: %w", e.Proxy, err)
 		}
@@ -94,7 +199,7 @@ func (e synczHTTPProxy) proxyStatus(istiod string) (reconcile.ProxyStatus, error
 	return p, nil
 }
 
-func (res synczHTTPResource) xdsStatus(typeURL string) (reconcile.XDSStatus, error) {
+func (res synczHTTPResource) xdsStatus(typeURL string, in *synczInterner) (reconcile.XDSStatus, error) {
 	if typeURL == "" {
 		return reconcile.XDSStatus{}, errors.New("resource with an empty type url")
 	}
@@ -109,8 +214,8 @@ func (res synczHTTPResource) xdsStatus(typeURL string) (reconcile.XDSStatus, err
 	return reconcile.XDSStatus{
 		TypeURL:      typeURL,
 		State:        synczState(res.Sent, res.Acked, res.LastError),
-		SentVersion:  sent,
-		AckedVersion: acked,
+		SentVersion:  in.str(sent),
+		AckedVersion: in.str(acked),
 		SentAt:       synczTime(res.SentTime),
 		Error:        res.LastError,
 	}, nil

@@ -165,6 +165,13 @@ func FuzzParseSynczHTTP(f *testing.F) {
 			return
 		}
 		checkSynczInvariants(t, got, true)
+		// The streaming decoder agrees with decoding the whole body, or leaves it to it.
+		if streamed, ok := decodeSynczHTTP(body, "istiod-0"); ok {
+			whole, err := decodeSynczHTTPWhole(body, "istiod-0")
+			if err != nil || !reflect.DeepEqual(streamed, whole) {
+				t.Fatalf("streamed %+v\nwhole %+v (%v)", streamed, whole, err)
+			}
+		}
 		again, err := ParseSynczHTTP(bytes.NewReader(body), "istiod-0")
 		if err != nil || !reflect.DeepEqual(got, again) {
 			t.Fatalf("second parse differs: %v\n%+v\n%+v", err, got, again)

@@ -46,15 +46,18 @@ func ParseSynczXDS(resp *discoveryv3.DiscoveryResponse, istiod string) ([]reconc
 		istiod = cp.ID
 	}
 	proxies := make([]reconcile.ProxyStatus, 0, len(resp.GetResources()))
+	// One ClientConfig per proxy, and one reused: what the proxies' configs repeat (type
+	// URLs, cluster and Istio versions) is kept once.
+	in := &synczInterner{m: map[string]string{}}
+	var cc statusv3.ClientConfig
 	for i, res := range resp.GetResources() {
 		if got := res.GetTypeUrl(); got != clientConfigTypeURL {
 			return nil, fmt.Errorf("syncz resource %d: type url %q, want %q", i, got, clientConfigTypeURL)
 		}
-		var cc statusv3.ClientConfig
 		if err := res.UnmarshalTo(&cc); err != nil {
 			return nil, fmt.Errorf("syncz resource %d: %w", i, err)
 		}
-		p, err := clientConfigStatus(&cc)
+		p, err := clientConfigStatus(&cc, in)
 		if err != nil {
 			return nil, fmt.Errorf("syncz resource %d: %w", i, err)
 		}
@@ -97,7 +100,7 @@ func parseControlPlane(identifier string) (controlPlaneIdentifier, error) {
 	return cp, nil
 }
 
-func clientConfigStatus(cc *statusv3.ClientConfig) (reconcile.ProxyStatus, error) {
+func clientConfigStatus(cc *statusv3.ClientConfig, in *synczInterner) (reconcile.ProxyStatus, error) {
 	id := cc.GetNode().GetId()
 	if id == "" {
 		return reconcile.ProxyStatus{}, errors.New("client config has no node id")
@@ -113,12 +116,13 @@ func clientConfigStatus(cc *statusv3.ClientConfig) (reconcile.ProxyStatus, error
 	}
 	p := reconcile.ProxyStatus{
 		ID:           id,
-		ClusterID:    clusterID,
-		IstioVersion: istioVersion,
-		Types:        make([]reconcile.XDSStatus, 0, len(cc.GetGenericXdsConfigs())),
+		ClusterID:    in.str(clusterID),
+		IstioVersion: in.str(istioVersion),
+		Types:        in.types(len(cc.GetGenericXdsConfigs())),
 	}
 	for _, gc := range cc.GetGenericXdsConfigs() {
 		st, err := genericXDSStatus(gc)
+		st.TypeURL = in.str(st.TypeURL)
 		if err != nil {
 			return reconcile.ProxyStatus{}, fmt.Errorf("proxy %q: %w", id, err)
 		}
