@@ -144,8 +144,8 @@ func TestTrimObjectDropsWhatIsNotRead(t *testing.T) {
 		t.Errorf("managedFields (-want +got):\n%s", diff)
 	}
 	for _, e := range got.GetManagedFields() {
-		if e.FieldsV1 != nil && string(e.FieldsV1.Raw) != string(fieldsOf(t, orig, e)) {
-			t.Errorf("fieldsV1 of %s changed: %s", e.Manager, e.FieldsV1.Raw)
+		if e.FieldsV1 != nil && e.FieldsV1.GetRawString() != string(fieldsOf(t, orig, e)) {
+			t.Errorf("fieldsV1 of %s changed: %s", e.Manager, e.FieldsV1.GetRawString())
 		}
 	}
 }
@@ -154,7 +154,7 @@ func fieldsOf(t *testing.T, u *unstructured.Unstructured, want metav1.ManagedFie
 	t.Helper()
 	for _, e := range u.GetManagedFields() {
 		if keyOf(e) == keyOf(want) && e.Subresource == want.Subresource {
-			return e.FieldsV1.Raw
+			return e.FieldsV1.GetRawBytes()
 		}
 	}
 	t.Fatalf("no entry %v", keyOf(want))

@@ -177,7 +177,7 @@ func lastSpecWrite(obj *unstructured.Unstructured) (time.Time, bool) {
 		if mf.Subresource != "" || mf.Time == nil || mf.FieldsV1 == nil {
 			continue
 		}
-		if !strings.Contains(string(mf.FieldsV1.Raw), `"f:spec"`) {
+		if !strings.Contains(mf.FieldsV1.GetRawString(), `"f:spec"`) {
 			continue
 		}
 		if mf.Time.After(last) {
