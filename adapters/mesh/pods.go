@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"strings"
@@ -10,8 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshdrift/meshdrift/reconcile"
 )
@@ -19,10 +16,7 @@ import (
 // Pods lists pods' metadata from a metadata-only informer: selector checks need labels,
 // revision and proxy-version checks the mesh's annotations; a full Pod (spec, status)
 // would cost memory in proportion to the cluster for nothing meshdrift reads.
-type Pods struct {
-	informer cache.SharedIndexInformer
-	watchErr
-}
+type Pods struct{ *metaCache }
 
 var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
@@ -32,52 +26,30 @@ var podAnnotationPrefixes = []string{"sidecar.istio.io/", "istio.io/", "proxy.is
 
 // NewPods builds the informer; Run starts it.
 func NewPods(client metadata.Interface, resync time.Duration) *Pods {
-	inf := metadatainformer.NewFilteredMetadataInformer(client, podsGVR, metav1.NamespaceAll, resync, cache.Indexers{}, nil)
-	_ = inf.Informer().SetTransform(trimPodMeta)
-	x := &Pods{informer: inf.Informer()}
-	_ = x.informer.SetWatchErrorHandlerWithContext(x.handle)
-	return x
+	return &Pods{newMetaCache(client, podsGVR, resync, "", trimPodMeta)}
 }
 
 // trimPodMeta keeps a pod's name, namespace, labels and the meshes' annotations.
-func trimPodMeta(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	m.ManagedFields, m.OwnerReferences, m.Finalizers = nil, nil, nil
+func trimPodMeta(m *metav1.PartialObjectMetadata) {
+	m.OwnerReferences, m.Finalizers = nil, nil
 	maps.DeleteFunc(m.Annotations, func(k, _ string) bool {
 		return !slices.ContainsFunc(podAnnotationPrefixes, func(p string) bool { return strings.HasPrefix(k, p) })
 	})
 	if len(m.Annotations) == 0 {
 		m.Annotations = nil
 	}
-	return m, nil
 }
-
-// Run watches until ctx ends.
-func (p *Pods) Run(ctx context.Context) error {
-	p.informer.Run(ctx.Done())
-	return nil
-}
-
-// HasSynced reports whether the first list is in.
-func (p *Pods) HasSynced() bool { return p.informer.HasSynced() }
 
 // List returns every pod, sorted by namespace and name; nil before the first list, so
 // that no check judges selectors against an empty cluster. The maps are the cache's:
 // callers must not modify them.
 func (p *Pods) List() []reconcile.PodMeta {
-	if !p.informer.HasSynced() {
+	items := p.items()
+	if items == nil {
 		return nil
 	}
-	objs := p.informer.GetStore().List()
-	out := make([]reconcile.PodMeta, 0, len(objs))
-	for _, o := range objs {
-		m, ok := o.(*metav1.PartialObjectMetadata)
-		if !ok {
-			continue
-		}
+	out := make([]reconcile.PodMeta, 0, len(items))
+	for _, m := range items {
 		out = append(out, reconcile.PodMeta{Namespace: m.Namespace, Name: m.Name, Labels: m.Labels, Annotations: m.Annotations})
 	}
 	slices.SortFunc(out, func(a, b reconcile.PodMeta) int {

@@ -1,0 +1,67 @@
+package mesh
+
+import (
+	"context"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+)
+
+// metaCache is a metadata-only informer of one resource, trimmed as it fills and
+// remembering its latest list or watch error. Pods, Namespaces and RevisionTags are
+// views of one.
+type metaCache struct {
+	informer cache.SharedIndexInformer
+	watchErr
+}
+
+// newMetaCache builds the informer; selector, if set, filters by label, and trim (which
+// may be nil) drops what the view never reads.
+func newMetaCache(client metadata.Interface, gvr schema.GroupVersionResource, resync time.Duration, selector string, trim func(*metav1.PartialObjectMetadata)) *metaCache {
+	var tweak metadatainformer.TweakListOptionsFunc
+	if selector != "" {
+		tweak = func(o *metav1.ListOptions) { o.LabelSelector = selector }
+	}
+	inf := metadatainformer.NewFilteredMetadataInformer(client, gvr, metav1.NamespaceAll, resync, cache.Indexers{}, tweak)
+	c := &metaCache{informer: inf.Informer()}
+	_ = c.informer.SetTransform(func(obj any) (any, error) {
+		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+			m.ManagedFields = nil
+			if trim != nil {
+				trim(m)
+			}
+		}
+		return obj, nil
+	})
+	_ = c.informer.SetWatchErrorHandlerWithContext(c.handle)
+	return c
+}
+
+// Run watches until ctx ends.
+func (c *metaCache) Run(ctx context.Context) error {
+	c.informer.Run(ctx.Done())
+	return nil
+}
+
+// HasSynced reports whether the first list is in.
+func (c *metaCache) HasSynced() bool { return c.informer.HasSynced() }
+
+// items returns the cached objects; nil before the first list, so that no view judges
+// an empty picture as the cluster's.
+func (c *metaCache) items() []*metav1.PartialObjectMetadata {
+	if !c.informer.HasSynced() {
+		return nil
+	}
+	objs := c.informer.GetStore().List()
+	out := make([]*metav1.PartialObjectMetadata, 0, len(objs))
+	for _, o := range objs {
+		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
