@@ -3,12 +3,10 @@ package flux
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/cache"
+	"github.com/meshdrift/meshdrift/internal/heapbench"
 )
 
 // benchKustomizations is the fleet size the scale targets name (issue 10).
@@ -26,59 +24,11 @@ func BenchmarkFluxKustomizationsHeap(b *testing.B) {
 	for i := range docs {
 		docs[i] = benchKustomization(b, i)
 	}
-	for _, tc := range []struct {
-		name      string
-		transform cache.TransformFunc
-	}{
-		{"untrimmed", nil},
-		{"trimmed", trimFluxObject},
-		{"cached", func(obj any) (any, error) { return compactFluxObject(KindKustomization, obj) }},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			var held uint64
-			for range b.N {
-				held = heldBy(func() any { return fillStore(b, docs, tc.transform) })
-			}
-			b.ReportMetric(float64(held)/(1<<20), "MiB-held")
-			b.ReportMetric(float64(held)/float64(len(docs)), "B/object")
-		})
-	}
-}
-
-// heldBy reports how much live heap the value that fill builds holds.
-func heldBy(fill func() any) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	v := fill()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(v)
-	if after.HeapAlloc < before.HeapAlloc {
-		return 0
-	}
-	return after.HeapAlloc - before.HeapAlloc
-}
-
-func fillStore(b *testing.B, docs [][]byte, transform cache.TransformFunc) cache.Store {
-	b.Helper()
-	store := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
-	for _, d := range docs {
-		var obj any = &unstructured.Unstructured{}
-		if err := obj.(*unstructured.Unstructured).UnmarshalJSON(d); err != nil {
-			b.Fatal(err)
-		}
-		if transform != nil {
-			var err error
-			if obj, err = transform(obj); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := store.Add(obj); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return store
+	heapbench.Run(b, docs,
+		heapbench.Case{Name: "untrimmed", Transform: nil},
+		heapbench.Case{Name: "trimmed", Transform: trimFluxObject},
+		heapbench.Case{Name: "cached", Transform: func(obj any) (any, error) { return compactFluxObject(KindKustomization, obj) }},
+	)
 }
 
 // benchKustomization is the JSON of the i-th generated Kustomization as the API server
