@@ -34,6 +34,8 @@ type options struct {
 	logDir       string
 	istioctlRuns int
 	maxRPS       int
+	readyTimeout time.Duration
+	profileDir   string
 }
 
 func logf(format string, args ...any) {
@@ -55,6 +57,8 @@ func main() {
 	flag.StringVar(&o.logDir, "log-dir", "", "directory for the bed's logs (default: a new temporary directory)")
 	flag.IntVar(&o.istioctlRuns, "istioctl-runs", 3, "runs of istioctl proxy-status to average")
 	flag.IntVar(&o.maxRPS, "istiod-max-rps", 200, "istiod's PILOT_MAX_REQUESTS_PER_SECOND (new xDS connections per second)")
+	flag.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "how long meshdrift may take to become ready before the harness gives up on the detection figures")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "build meshdrift with a pprof listener (go build -overlay; run from the repository root) and write its CPU and heap profiles here")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -181,17 +181,46 @@ alerting:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	md, err := startMeshdrift(o.meshdrift, cfgPath, logDir)
+	bin, pprofAddr := o.meshdrift, ""
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+		if bin, err = buildProfiled(ctx, logDir); err != nil {
+			return err
+		}
+		if pprofAddr, err = freePort(); err != nil {
+			return err
+		}
+	}
+	md, err := startMeshdrift(bin, cfgPath, logDir, pprofAddr)
 	if err != nil {
 		return err
 	}
 	defer md.stop()
 	base := "http://" + listen
 	start = time.Now()
-	if err := waitReady(ctx, base+"/readyz", 10*time.Minute, md); err != nil {
-		return err
+	var profiles sync.WaitGroup
+	defer profiles.Wait()
+	if pprofAddr != "" {
+		profiles.Add(1)
+		go func() {
+			defer profiles.Done()
+			// The listener comes up with the process; the initial sync is what this shows.
+			_ = sleep(ctx, 2*time.Second)
+			saveProfile(ctx, pprofAddr, "/debug/pprof/profile?seconds=60", o.profileDir, "meshdrift-cpu-startup.pb.gz", 90*time.Second)
+		}()
 	}
-	rep.add("meshdrift serve: start to ready (initial sync)", fmtDur(time.Since(start)), "-", "-")
+	ready := true
+	if err := waitReady(ctx, base+"/readyz", o.readyTimeout, md); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		ready = false
+		rep.add("meshdrift serve: start to ready (initial sync)", fmt.Sprintf("not ready after %s (%v)", o.readyTimeout, err), "-", "NO")
+	} else {
+		rep.add("meshdrift serve: start to ready (initial sync)", fmtDur(time.Since(start)), "-", "-")
+	}
 	// The first findings pass and the first reads after readiness.
 	if err := sleep(ctx, 15*time.Second); err != nil {
 		return err
@@ -204,9 +233,19 @@ alerting:
 	rep.add("RSS after initial sync", mib(rss), "<= 256 MiB", metStr(rss <= 256<<20))
 	rep.add("Go heap in use after initial sync", mib(m0.sum("go_memstats_heap_inuse_bytes", nil)), "-", "-")
 
+	if pprofAddr != "" {
+		profiles.Add(1)
+		go func() {
+			defer profiles.Done()
+			saveProfile(ctx, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(o.steady.Seconds())), o.profileDir, "meshdrift-cpu-steady.pb.gz", o.steady+30*time.Second)
+		}()
+	}
 	st, err := steadyState(ctx, o, rep, kube, istiod, base, len(addresses))
 	if err != nil {
 		return err
+	}
+	if pprofAddr != "" {
+		saveProfile(ctx, pprofAddr, "/debug/pprof/heap", o.profileDir, "meshdrift-heap-steady.pb.gz", 30*time.Second)
 	}
 	mdToken, err := readToken(tokenFile)
 	if err != nil {
@@ -214,6 +253,11 @@ alerting:
 	}
 	if err := sideBySide(ctx, o, rep, st, kube, istiod, assets, mdToken, len(rec.GetResources())); err != nil {
 		return err
+	}
+	if !ready {
+		rep.add("NACK -> alert in Alertmanager, p50 / p99", "not measured: meshdrift not ready", "p99 <= 2 s", "NO")
+		rep.add("never-pushed change -> alert, minus grace, p50 / p99", "not measured: meshdrift not ready", "p99 <= 2 s (grace + 2 s)", "NO")
+		return nil
 	}
 	if err := injectNACKs(ctx, o, rep, dyn, am.URL); err != nil {
 		return err
@@ -335,12 +379,15 @@ type startedMeshdrift struct {
 	err    error
 }
 
-func startMeshdrift(bin, cfgPath, logDir string) (*startedMeshdrift, error) {
+func startMeshdrift(bin, cfgPath, logDir, pprofAddr string) (*startedMeshdrift, error) {
 	logFile, err := os.Create(filepath.Join(logDir, "meshdrift.log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	if pprofAddr != "" {
+		cmd.Env = append(os.Environ(), "MESHDRIFT_SCALE_PPROF="+pprofAddr)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -24,6 +24,7 @@ import (
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -187,7 +188,10 @@ func startReplica(resp *discoveryv3.DiscoveryResponse, dir string) (*replicaServ
 	}
 	s := &replicaServer{resp: resp, Addr: lis.Addr().String(), CAFile: caFile}
 	s.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})),
-		grpc.MaxSendMsgSize(256<<20))
+		grpc.MaxSendMsgSize(256<<20),
+		// meshdrift pings every 30 s, as istiod allows; grpc-go's default policy would
+		// answer that with GOAWAY too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
