@@ -69,20 +69,19 @@ func allRequests(ss samples) float64 {
 	return t
 }
 
-func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube, istiod *testbed.Istiod, base string, istiods int) (steadyResult, error) {
+func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube, istiod *testbed.Istiod, base string, pid, istiods int) (steadyResult, error) {
 	var st steadyResult
-	scrapeAll := func() (a, m, i samples, err error) {
+	var mok0, mok1 bool
+	scrapeAll := func(mok *bool) (a, m, i samples, err error) {
 		if a, err = apiserverMetrics(ctx, kube); err != nil {
 			return
 		}
-		if m, err = scrapeHTTP(ctx, base+"/metrics"); err != nil {
-			return
-		}
+		m, *mok = scrapeMeshdrift(ctx, base, pid)
 		i, err = scrapeHTTP(ctx, "http://"+istiod.MonitoringAddr+"/metrics")
 		return
 	}
 	logf("steady-state window of %s", o.steady)
-	a0, m0, i0, err := scrapeAll()
+	a0, m0, i0, err := scrapeAll(&mok0)
 	if err != nil {
 		return st, err
 	}
@@ -90,11 +89,12 @@ func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube
 	if err := sleep(ctx, o.steady); err != nil {
 		return st, err
 	}
-	a1, m1, i1, err := scrapeAll()
+	a1, m1, i1, err := scrapeAll(&mok1)
 	if err != nil {
 		return st, err
 	}
 	elapsed := time.Since(t0)
+	metricsOK := mok0 && mok1
 	mins := elapsed.Minutes()
 
 	v0, v1 := requestsByVerb(a0, false), requestsByVerb(a1, false)
@@ -118,11 +118,15 @@ func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube
 	reads := m1.sum("meshdrift_istiod_reads_total", nil) - m0.sum("meshdrift_istiod_reads_total", nil)
 	perIstiod := reads / float64(istiods) / mins
 	st.cyclesPerMinute = perIstiod
-	rep.add("syncz reads per istiod per minute, steady", fmt.Sprintf("%.1f", perIstiod), "<= 6 (one per 10 s poll)", metStr(perIstiod <= 6.5))
+	if metricsOK {
+		rep.add("syncz reads per istiod per minute, steady", fmt.Sprintf("%.1f", perIstiod), "<= 6 (one per 10 s poll)", metStr(perIstiod <= 6.5))
+	} else {
+		rep.add("syncz reads per istiod per minute, steady", "n/a (/metrics did not answer)", "<= 6 (one per 10 s poll)", "-")
+	}
 
 	rss := m1.sum("process_resident_memory_bytes", nil)
 	rep.add("RSS, steady state", mib(rss), "<= 256 MiB", metStr(rss <= 256<<20))
-	rep.add("Go heap in use, steady state", mib(m1.sum("go_memstats_heap_inuse_bytes", nil)), "-", "-")
+	rep.add("Go heap in use, steady state", heapOrNA(m1, mok1), "-", "-")
 
 	st.istiodCPURate = (i1.sum("process_cpu_seconds_total", nil) - i0.sum("process_cpu_seconds_total", nil)) / elapsed.Seconds()
 	mdCPU := m1.sum("process_cpu_seconds_total", nil) - m0.sum("process_cpu_seconds_total", nil)

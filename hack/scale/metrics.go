@@ -87,7 +87,11 @@ func (ss samples) sum(name string, match map[string]string) float64 {
 }
 
 func scrapeHTTP(ctx context.Context, url string) (samples, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	return scrapeWithin(ctx, url, 20*time.Second)
+}
+
+func scrapeWithin(ctx context.Context, url string, timeout time.Duration) (samples, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -167,3 +171,35 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
+
+// scrapeMeshdrift reads meshdrift's /metrics; when it does not answer in time (its
+// collectors wait for the store while an evaluation pass holds it), RSS and CPU time come
+// from /proc, as the process collector reads them, and ok is false.
+func scrapeMeshdrift(ctx context.Context, base string, pid int) (ss samples, ok bool) {
+	ss, err := scrapeWithin(ctx, base+"/metrics", 45*time.Second)
+	if err == nil {
+		return ss, true
+	}
+	logf("meshdrift /metrics: %v; RSS and CPU from /proc", err)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, found := strings.CutPrefix(line, "VmRSS:"); found {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				ss = append(ss, sample{name: "process_resident_memory_bytes", value: kb * 1024})
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command's closing parenthesis; utime and stime are the 12th and
+		// 13th of them, in clock ticks of 1/100 s.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b)[i+1:])
+			if len(f) > 13 {
+				u, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				ss = append(ss, sample{name: "process_cpu_seconds_total", value: (u + st) / 100})
+			}
+		}
+	}
+	return ss, false
+}
