@@ -165,31 +165,41 @@ func sideBySide(ctx context.Context, o options, rep *report, st steadyResult, ku
 	if _, err := c.read(); err != nil { // opens the stream
 		return err
 	}
+	// istiod's CPU per call, less its steady rate over the same time.
 	const reads = 20
-	c0, err := istiodCPU(ctx, istiod)
+	perCall := func(call func() error) (float64, error) {
+		c0, err := istiodCPU(ctx, istiod)
+		if err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		for range reads {
+			if err := call(); err != nil {
+				return 0, err
+			}
+		}
+		el := time.Since(t0)
+		c1, err := istiodCPU(ctx, istiod)
+		if err != nil {
+			return 0, err
+		}
+		return max(0, (c1-c0-st.istiodCPURate*el.Seconds())/reads), nil
+	}
+	synczCost, err := perCall(func() error { _, err := c.read(); return err })
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
-	for range reads {
-		// As meshdrift reads with a monitoring address: istiod's /metrics page around the
-		// syncz read, to tell a restricted view from a full one.
-		if _, err := fetchText(ctx, "http://"+istiod.MonitoringAddr+"/metrics"); err != nil {
-			return err
-		}
-		if _, err := c.read(); err != nil {
-			return err
-		}
-		if _, err := fetchText(ctx, "http://"+istiod.MonitoringAddr+"/metrics"); err != nil {
-			return err
-		}
-	}
-	el := time.Since(t0)
-	c1, err := istiodCPU(ctx, istiod)
+	// With a monitoring address, meshdrift reads istiod's /metrics page before and after
+	// each syncz read, to tell a restricted view from a full one.
+	pageCost, err := perCall(func() error {
+		_, err := fetchText(ctx, "http://"+istiod.MonitoringAddr+"/metrics")
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	mdIstiod := max(0, (c1-c0-st.istiodCPURate*el.Seconds())/reads)
+	mdIstiod := synczCost + 2*pageCost
+	rep.add("istiod CPU per meshdrift read: syncz / each of 2 /metrics pages", fmtDur(time.Duration(synczCost*float64(time.Second)))+" / "+fmtDur(time.Duration(pageCost*float64(time.Second))), "-", "-")
 
 	var walls, cpus, istiodCosts []time.Duration
 	for range o.istioctlRuns {
@@ -223,7 +233,11 @@ func sideBySide(ctx context.Context, o options, rep *report, st steadyResult, ku
 	mdI := time.Duration(mdIstiod * float64(time.Second))
 
 	rep.add(fmt.Sprintf("istioctl proxy-status -v 1 (%d proxies): wall / CPU", realProxies), fmtDur(ictlWall)+" / "+fmtDur(ictlCPU), "-", "-")
-	rep.add("meshdrift cycle (10k proxies): read wall / CPU per cycle", fmtDur(mdWall)+" / "+fmtDur(mdCPU), "-", "-")
+	if mdWall > 0 {
+		rep.add("meshdrift cycle (10k proxies): read wall / CPU per cycle", fmtDur(mdWall)+" / "+fmtDur(mdCPU), "-", "-")
+	} else {
+		rep.add("meshdrift cycle (10k proxies): read wall / CPU per cycle", "n/a (/metrics did not answer)", "-", "-")
+	}
 	ratio := func(a, b time.Duration) (string, bool) {
 		if b <= 0 {
 			return "n/a (meshdrift side measured 0)", false
