@@ -212,7 +212,8 @@ alerting:
 		}()
 	}
 	ready := true
-	if err := waitReady(ctx, base+"/readyz", o.readyTimeout, md); err != nil {
+	readyAnswer, err := waitReady(ctx, base+"/readyz", o.readyTimeout, md)
+	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -220,6 +221,7 @@ alerting:
 		rep.add("meshdrift serve: start to ready (initial sync)", fmt.Sprintf("not ready after %s (%v)", o.readyTimeout, err), "-", "NO")
 	} else {
 		rep.add("meshdrift serve: start to ready (initial sync)", fmtDur(time.Since(start)), "-", "-")
+		rep.add("meshdrift /readyz answer time once synced", fmtDur(readyAnswer), "< 1 s (kubelet probe timeout)", metStr(readyAnswer < time.Second))
 	}
 	// The first findings pass and the first reads after readiness.
 	if err := sleep(ctx, 15*time.Second); err != nil {
@@ -407,26 +409,31 @@ func (m *startedMeshdrift) stop() {
 	}
 }
 
-func waitReady(ctx context.Context, u string, within time.Duration, md *startedMeshdrift) error {
+// waitReady polls /readyz one request at a time, every second, each allowed a minute:
+// once synced, meshdrift answers it from a store snapshot, which at fleet size takes
+// seconds, and abandoned requests would keep computing snapshots and skew what follows.
+// It returns how long the successful answer took.
+func waitReady(ctx context.Context, u string, within time.Duration, md *startedMeshdrift) (time.Duration, error) {
 	deadline := time.Now().Add(within)
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: time.Minute}
 	for time.Now().Before(deadline) {
 		select {
 		case <-md.exited:
-			return fmt.Errorf("meshdrift serve exited: %v", md.err)
+			return 0, fmt.Errorf("meshdrift serve exited: %v", md.err)
 		default:
 		}
+		t0 := time.Now()
 		if resp, err := client.Get(u); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return time.Since(t0), nil
 			}
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return err
+		if err := sleep(ctx, time.Second); err != nil {
+			return 0, err
 		}
 	}
-	return fmt.Errorf("meshdrift not ready within %s", within)
+	return 0, fmt.Errorf("meshdrift not ready within %s", within)
 }
 
 // alertmanagerAlert is the part of Alertmanager's /api/v2/alerts answer the harness reads.
