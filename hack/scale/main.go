@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -36,6 +37,7 @@ type options struct {
 	maxRPS       int
 	readyTimeout time.Duration
 	profileDir   string
+	benchOnly    bool
 }
 
 func logf(format string, args ...any) {
@@ -59,6 +61,7 @@ func main() {
 	flag.IntVar(&o.maxRPS, "istiod-max-rps", 200, "istiod's PILOT_MAX_REQUESTS_PER_SECOND (new xDS connections per second)")
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "how long meshdrift may take to become ready before the harness gives up on the detection figures")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "build meshdrift with a pprof listener (go build -overlay; run from the repository root) and write its CPU and heap profiles here")
+	flag.BoolVar(&o.benchOnly, "bench-only", false, "print the benchmark rows of -bench-output and exit")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,6 +69,10 @@ func main() {
 	rep := &report{}
 	if err := benchRows(rep, o.benchFile); err != nil {
 		logf("reading benchmarks: %v", err)
+	}
+	if o.benchOnly {
+		rep.print(os.Stdout)
+		return
 	}
 	err := runScale(ctx, o, rep)
 	rep.print(os.Stdout)
@@ -114,23 +121,33 @@ func benchRows(rep *report, path string) error {
 		{"BenchmarkEvaluateSteady", "eval pass, steady (nothing in flight)", 10 * time.Millisecond},
 		{"BenchmarkParseSyncz10000Proxies", "syncz decode, 10k proxies", 0},
 	} {
-		r, ok := res[b.name]
 		target := "-"
 		if b.limit > 0 {
 			target = "<= " + b.limit.String()
 		}
-		if !ok {
+		// The benchmark itself, or its sub-benchmarks (name/sub), in name order.
+		var names []string
+		for n := range res {
+			if n == b.name || strings.HasPrefix(n, b.name+"/") {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
 			rep.add(b.figure+" ("+b.name+")", "n/a", target, "-")
 			rep.add("  allocs per op ("+b.name+")", "n/a", "-", "-")
 			continue
 		}
-		d := time.Duration(r.nsPerOp)
-		met := "-"
-		if b.limit > 0 {
-			met = metStr(d <= b.limit)
+		for _, n := range names {
+			r := res[n]
+			d := time.Duration(r.nsPerOp)
+			met := "-"
+			if b.limit > 0 {
+				met = metStr(d <= b.limit)
+			}
+			rep.add(b.figure+" ("+n+")", fmtDur(d), target, met)
+			rep.add("  allocs per op ("+n+")", fmt.Sprintf("%.0f allocs, %.1f MiB", r.allocsPerOp, r.bytesPerOp/(1<<20)), "-", "-")
 		}
-		rep.add(b.figure+" ("+b.name+")", fmtDur(d), target, met)
-		rep.add("  allocs per op ("+b.name+")", fmt.Sprintf("%.0f allocs, %.1f MiB", r.allocsPerOp, r.bytesPerOp/(1<<20)), "-", "-")
 	}
 	return err
 }

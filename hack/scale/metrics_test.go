@@ -50,6 +50,7 @@ pkg: github.com/meshdrift/meshdrift/reconcile
 BenchmarkEvaluateInFlight-2   	      10	  42123456 ns/op	 1234567 B/op	   2345 allocs/op
 BenchmarkEvaluateSteady-2     	      10	    512345 ns/op	       0 B/op	       0 allocs/op
 BenchmarkParseSyncz10000Proxies 	      10	  9000000 ns/op	  5.00 MB/s	 2097152 B/op	   10 allocs/op
+BenchmarkParseSyncz10000Proxies/xds-2 	       3	  93704343 ns/op	  59.08 MB/s	31186888 B/op	  440027 allocs/op
 PASS
 `
 	path := filepath.Join(t.TempDir(), "bench.txt")
@@ -69,9 +70,15 @@ PASS
 	if r := res["BenchmarkParseSyncz10000Proxies"]; r.nsPerOp != 9e6 || r.allocsPerOp != 10 {
 		t.Errorf("syncz %+v (a MB/s column between)", r)
 	}
+	if r := res["BenchmarkParseSyncz10000Proxies/xds"]; r.nsPerOp != 93704343 || r.allocsPerOp != 440027 {
+		t.Errorf("sub-benchmark %+v", r)
+	}
 	rep := &report{}
 	if err := benchRows(rep, path); err != nil {
 		t.Fatal(err)
+	}
+	if len(rep.rows) != 8 || rep.rows[6].figure != "syncz decode, 10k proxies (BenchmarkParseSyncz10000Proxies/xds)" {
+		t.Errorf("sub-benchmarks not listed: %+v", rep.rows)
 	}
 	if rep.rows[0].measured != "42.1 ms" || rep.rows[0].met != "yes" || rep.rows[2].measured != "512 µs" {
 		t.Errorf("rows %+v", rep.rows)
