@@ -72,6 +72,12 @@ func saveProfile(ctx context.Context, addr, path, dir, name string, timeout time
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// e.g. a CPU profile asked for while another still runs (the startup one).
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		logf("profile %s: %s: %s", name, resp.Status, b)
+		return
+	}
 	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		logf("profile %s: %v", name, err)
