@@ -50,8 +50,8 @@ lint:
 
 STATICCHECK_VERSION ?= v0.8.2
 
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+bench: ## Go benchmarks and the scale harness on the real bed; one table (see BENCHMARKS.md).
+	GO=$(GO) hack/bench.sh
 
 demo: testbed build ## Bring up the local bed with a sample mesh and run meshdrift serve on it.
 	$(GO) build -o bin/meshdrift-demo ./hack/demo
