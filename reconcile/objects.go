@@ -1,8 +1,6 @@
 package reconcile
 
 import (
-	"slices"
-	"strings"
 	"sync"
 )
 
@@ -39,7 +37,7 @@ func (o *MeshObjects) List() []MeshChange {
 		out = append(out, c)
 	}
 	o.mu.RUnlock()
-	slices.SortFunc(out, func(a, b MeshChange) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })
+	sortByKey(out, func(c MeshChange) string { return c.Ref.String() })
 	return out
 }
 

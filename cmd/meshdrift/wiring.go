@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -416,10 +418,9 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 	}
 	var b strings.Builder
 	b.WriteString("ok\n")
-	for _, v := range a.store.Snapshot().Istiods {
-		if rs := v.Restriction; rs != nil {
-			fmt.Fprintf(&b, "restricted istiod view, propagation Unknown: %s\n  fix: %s\n", rs.Reason, rs.Fix)
-		}
+	rs := a.store.Restrictions()
+	for _, name := range slices.Sorted(maps.Keys(rs)) {
+		fmt.Fprintf(&b, "restricted istiod view, propagation Unknown: %s\n  fix: %s\n", rs[name].Reason, rs[name].Fix)
 	}
 	_, _ = w.Write([]byte(b.String()))
 }
