@@ -69,3 +69,28 @@ func (f *Findings) Collect(ch chan<- prometheus.Metric) {
 	}
 	f.detection.Collect(ch)
 }
+
+// Evaluation times meshdrift's evaluation passes by stage: "propagation" (the store's
+// verdict on every change in flight) and "findings" (deriving and delivering findings).
+// A pass that grows with the fleet delays every alert; this shows it before users do.
+type Evaluation struct {
+	seconds *prometheus.HistogramVec
+}
+
+// NewEvaluation registers the evaluation metric on reg.
+func NewEvaluation(reg prometheus.Registerer) (*Evaluation, error) {
+	e := &Evaluation{seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "meshdrift_evaluation_seconds",
+		Help:    "Duration of one evaluation pass, by stage (propagation, findings).",
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+	}, []string{"stage"})}
+	if err := reg.Register(e.seconds); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Observe records one pass of stage that took d.
+func (e *Evaluation) Observe(stage string, d time.Duration) {
+	e.seconds.WithLabelValues(stage).Observe(d.Seconds())
+}

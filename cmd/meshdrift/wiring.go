@@ -70,6 +70,7 @@ type app struct {
 	engine         *findings.Engine
 	dispatcher     *dispatch.Dispatcher
 	findingMetrics *metrics.Findings
+	evalMetrics    *metrics.Evaluation
 	// objects, namespaces and pods feed the checks that judge every mesh object and
 	// namespace (out-of-band edits, orphans, revision drift, selectors), not only recent
 	// changes.
@@ -212,6 +213,9 @@ func (a *app) wireFindings(restCfg *rest.Config) error {
 		return fmt.Errorf("registering findings metrics: %w", err)
 	}
 	a.findingMetrics = fm
+	if a.evalMetrics, err = metrics.NewEvaluation(a.registry); err != nil {
+		return fmt.Errorf("registering evaluation metrics: %w", err)
+	}
 	var sinks []dispatch.Sink
 	if c := a.cfg.Alerting.Alertmanager; len(c.URLs) > 0 {
 		ac := alertmanager.Config{
@@ -450,7 +454,10 @@ func (a *app) evaluate(ctx context.Context) error {
 		}
 		now := time.Now()
 		a.store.Evaluate(now)
+		found := time.Now()
+		a.evalMetrics.Observe("propagation", found.Sub(now))
 		a.evaluateFindings(now)
+		a.evalMetrics.Observe("findings", time.Since(found))
 		if a.reader == nil {
 			continue
 		}
