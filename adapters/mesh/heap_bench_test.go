@@ -147,3 +147,38 @@ func BenchmarkDecodeMeshObject(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChecksViewHeap is what the live checks hold besides the informers: every mesh
+// object decoded once (checkView) and kept between runs.
+//
+//	go test -short -run '^$' -bench BenchmarkChecksViewHeap -benchtime 1x ./adapters/mesh/
+func BenchmarkChecksViewHeap(b *testing.B) {
+	var compact []*meshObject
+	for i := range benchMeshObjects {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(benchMeshObject(b, i)); err != nil {
+			b.Fatal(err)
+		}
+		o, err := compactObject(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		compact = append(compact, o.(*meshObject))
+	}
+	var held uint64
+	for range b.N {
+		held = heapbench.Held(func() any {
+			views := make([]*unstructured.Unstructured, 0, len(compact))
+			for _, o := range compact {
+				u, err := checkView(o.GroupVersionKind().GroupKind(), o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				views = append(views, u)
+			}
+			return views
+		})
+	}
+	b.ReportMetric(float64(held)/(1<<20), "MiB-held")
+	b.ReportMetric(float64(held)/float64(len(compact)), "B/object")
+}

@@ -3,27 +3,33 @@ package mesh
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 )
 
-// decodedObjects keeps the objects the checks read decoded between runs: the informers
-// hold them compact (meshObject), and decoding all of them for every run would cost far
-// more than the run itself. An entry is decoded again only when its resourceVersion
-// changes, and dropped when the object is gone.
-type decodedObjects struct {
-	byUID map[types.UID]decodedObject
-}
+// gatewayAPIGroup is the group of the Gateway API routes.
+const gatewayAPIGroup = "gateway.networking.k8s.io"
 
-type decodedObject struct {
-	resourceVersion string
-	obj             *unstructured.Unstructured
+// checkView decodes what the checks read of an object: spec, the kept status, labels,
+// and managedFields only for Gateway API routes (how long their status lagged a spec
+// write, MD0603). Annotations and the other kinds' managedFields would double what the
+// decoded objects hold for nothing the checks read.
+func checkView(gk schema.GroupKind, o *meshObject) (*unstructured.Unstructured, error) {
+	c := *o // the copy's ObjectMeta may drop fields; the cached object keeps them
+	c.Annotations = nil
+	if gk.Group != gatewayAPIGroup {
+		c.ManagedFields = nil
+	}
+	return c.toUnstructured()
 }
 
 // Objects returns the cached objects of the watched mesh kinds that want selects (nil:
 // every kind), by kind: the kinds the API server serves, as discovery last said, so the
 // semantic checks read the same informers rather than watching the same kinds a second
-// time. A served kind with no objects has an empty list. The objects are shared with
-// later calls: callers must not modify them. Calls must not overlap.
+// time. A served kind with no objects has an empty list.
+//
+// The informers hold objects compact (meshObject); each call decodes them anew. Keeping
+// the decoded objects between runs would hold about 12 KB per object (240 MiB at 20,000,
+// BenchmarkChecksViewHeap) to save a decode that a run, spaced by ten times its own
+// duration, can afford.
 func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind][]*unstructured.Unstructured {
 	w.mu.Lock()
 	kinds := make(map[schema.GroupKind]*kindWatch, len(w.kinds))
@@ -34,8 +40,6 @@ func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind
 	}
 	w.mu.Unlock()
 
-	prev := w.decoded.byUID
-	next := make(map[types.UID]decodedObject, len(prev))
 	out := make(map[schema.GroupKind][]*unstructured.Unstructured, len(kinds))
 	for gk, kw := range kinds {
 		items := kw.informer.GetStore().List()
@@ -45,21 +49,15 @@ func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind
 			case *unstructured.Unstructured:
 				objs = append(objs, o)
 			case *meshObject:
-				d, ok := prev[o.UID]
-				if !ok || d.resourceVersion != o.ResourceVersion {
-					u, err := o.toUnstructured()
-					if err != nil {
-						w.log.Warn("object left out of the checks", "kind", gk.String(), "namespace", o.Namespace, "name", o.Name, "err", err)
-						continue
-					}
-					d = decodedObject{resourceVersion: o.ResourceVersion, obj: u}
+				u, err := checkView(gk, o)
+				if err != nil {
+					w.log.Warn("object left out of the checks", "kind", gk.String(), "namespace", o.Namespace, "name", o.Name, "err", err)
+					continue
 				}
-				next[o.UID] = d
-				objs = append(objs, d.obj)
+				objs = append(objs, u)
 			}
 		}
 		out[gk] = objs
 	}
-	w.decoded.byUID = next
 	return out
 }

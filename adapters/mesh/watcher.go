@@ -67,9 +67,6 @@ type Watcher struct {
 	// discovered is set by the first discovery round that read every mesh group.
 	discovered bool
 	kinds      map[schema.GroupKind]*kindWatch
-
-	// decoded is Objects' state; Objects has a single caller, the checks' runner.
-	decoded decodedObjects
 }
 
 // kindWatch is the informer of one mesh kind.

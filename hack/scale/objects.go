@@ -64,6 +64,22 @@ func meshObject(kind, ns, name string) *unstructured.Unstructured {
 	}}
 }
 
+// namespaceHosts defines every host of a namespace with one wildcard ServiceEntry, so
+// that the objects' routes go somewhere: a fleet whose 10,000 VirtualServices route to
+// hosts nothing defines is not a steady state but 10,000 MD0501 findings (and their
+// Events), which is not what the steady-state figures are meant to measure.
+func namespaceHosts(ns string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+		"metadata": map[string]any{"name": "hosts", "namespace": ns},
+		"spec": map[string]any{
+			"hosts": []any{"*." + ns + ".svc.cluster.local"}, "exportTo": []any{"."},
+			"location": "MESH_INTERNAL", "resolution": "NONE",
+			"ports": []any{map[string]any{"number": int64(80), "name": "http", "protocol": "HTTP"}},
+		},
+	}}
+}
+
 type ownedRef struct{ kind, ns, name string }
 
 // populate creates apps Argo CD Applications and Flux Kustomizations (half each) owning
@@ -76,8 +92,12 @@ func populate(ctx context.Context, kube *testbed.Kube, apps, objects, workers in
 	}
 	namespaces := (apps + appsPerNamespace - 1) / appsPerNamespace
 	for i := range namespaces {
-		if err := kube.CreateNamespace(ctx, fmt.Sprintf("team-%03d", i)); err != nil {
+		ns := fmt.Sprintf("team-%03d", i)
+		if err := kube.CreateNamespace(ctx, ns); err != nil {
 			return err
+		}
+		if _, err := dyn.Resource(gvrSE).Namespace(ns).Create(ctx, namespaceHosts(ns), metav1.CreateOptions{FieldManager: "kubectl"}); err != nil {
+			return fmt.Errorf("creating the hosts of %s: %w", ns, err)
 		}
 	}
 	jobs := make(chan int)
