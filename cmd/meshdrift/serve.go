@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshdrift/meshdrift/internal/buildinfo"
+	"github.com/meshdrift/meshdrift/internal/memlimit"
 )
 
 func promhttpHandler(reg *prometheus.Registry) http.Handler {
@@ -38,6 +39,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	log.Info("starting", "version", buildinfo.String())
+	if soft, err := memlimit.Set(memlimit.CgroupV2MemoryMax); err != nil {
+		log.Warn("no Go memory limit from the container", "err", err)
+	} else if soft > 0 {
+		log.Info("Go memory limit from the container's", "bytes", soft, "ratio", memlimit.Ratio)
+	}
 	a, err := wire(cfg, log)
 	if err != nil {
 		log.Error("wiring meshdrift", "err", err)

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/meshdrift/meshdrift/internal/memlimit"
 	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
 )
@@ -375,14 +376,21 @@ type startedMeshdrift struct {
 	err    error
 }
 
+// shippedMemoryLimit is the memory limit of manifests/deployment.yaml.
+const shippedMemoryLimit = 256 << 20
+
 func startMeshdrift(bin, cfgPath, logDir, pprofAddr string) (*startedMeshdrift, error) {
 	logFile, err := os.Create(filepath.Join(logDir, "meshdrift.log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	// In its shipped Deployment meshdrift runs under a 256Mi memory limit and gives the Go
+	// runtime 90 % of it (internal/memlimit reads the cgroup). The harness runs it outside
+	// any cgroup, so it passes the same soft limit as GOMEMLIMIT.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%.0f", shippedMemoryLimit*memlimit.Ratio))
 	if pprofAddr != "" {
-		cmd.Env = append(os.Environ(), "MESHDRIFT_SCALE_PPROF="+pprofAddr)
+		cmd.Env = append(cmd.Env, "MESHDRIFT_SCALE_PPROF="+pprofAddr)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
