@@ -187,7 +187,13 @@ func TestStorePropagationLifecycle(t *testing.T) {
 	if len(r) != 1 || r[0].State != PropagationPending || r[0].ACKed != 1 || r[0].Targeted != 2 {
 		t.Fatalf("rollup = %+v", r)
 	}
+	if n := s.Transitions(); n != 0 {
+		t.Errorf("Transitions() = %d while the change is pending as it was first judged", n)
+	}
 	s.Evaluate(t0.Add(40 * time.Second))
+	if n := s.Transitions(); n != 1 {
+		t.Errorf("Transitions() = %d after Pending->Stale, want 1", n)
+	}
 	r = s.Snapshot().Propagation
 	want := "flux/Kustomization/flux-system/payments revision main@sha1:abc123 applied 2026-11-25T12:03:03Z: Stale, 1/2 proxies ACKed, 1 STALE"
 	if got := r[0].Summary(); got != want {
@@ -208,6 +214,9 @@ func TestStorePropagationLifecycle(t *testing.T) {
 	}
 	if got := strings.Join(obs.transitions, ","); got != "Pending->Stale,Stale->Propagated" {
 		t.Fatalf("transitions = %s", got)
+	}
+	if n := s.Transitions(); n != 2 {
+		t.Errorf("Transitions() = %d, want the observer's 2", n)
 	}
 }
 

@@ -43,6 +43,9 @@ type Store struct {
 	seq         uint64
 	inFlight    bool // as of the last Evaluate
 	newInFlight bool // a change was first evaluated by the last Evaluate
+	// transitions counts the state changes Evaluate has made, for callers that act only
+	// when a verdict moved (Transitions).
+	transitions uint64
 	changed     chan struct{}
 }
 
@@ -274,6 +277,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 	}
 	s.inFlight, s.newInFlight = inFlight, started
+	s.transitions += uint64(len(transitions))
 	s.pruneNACKsLocked(now)
 	s.mu.Unlock()
 	if s.observer != nil {
@@ -564,6 +568,14 @@ func ownedBy(c MeshChange, a App) bool {
 		}
 	}
 	return false
+}
+
+// Transitions returns how many state changes Evaluate has made so far: a caller that saw
+// the same number before knows no verdict moved since.
+func (s *Store) Transitions() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.transitions
 }
 
 // Restrictions returns the restriction of every istiod whose view is partial, by istiod:

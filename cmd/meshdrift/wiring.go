@@ -429,6 +429,10 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(b.String()))
 }
 
+// findingsIdle is how often findings are derived when nothing arrived and no verdict
+// moved: their timers are a minute and more, except in tests, which wait for them.
+const findingsIdle = 5 * time.Second
+
 // evaluate recomputes propagation whenever an observation arrives and at least every
 // second (grace periods expire without any event). While a change is in flight istiod is
 // read at the fast interval, so that its propagation is seen within a fraction of a
@@ -444,20 +448,30 @@ func (a *app) evaluate(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	fast := false
+	var lastFindings time.Time
+	var lastTransitions uint64
 	for {
+		news := true
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.store.Changed():
 		case <-a.checksRan():
 		case <-tick.C:
+			news = false
 		}
 		now := time.Now()
 		a.store.Evaluate(now)
 		found := time.Now()
 		a.evalMetrics.Observe("propagation", found.Sub(now))
-		a.evaluateFindings(now)
-		a.evalMetrics.Observe("findings", time.Since(found))
+		// Findings are derived when something arrived or a verdict moved, and otherwise
+		// every findingsIdle for their timers (for, resolveAfter): deriving them every
+		// second over a fleet's objects and apps was most of an idle meshdrift's CPU.
+		if n := a.store.Transitions(); news || n != lastTransitions || now.Sub(lastFindings) >= findingsIdle {
+			lastTransitions, lastFindings = n, now
+			a.evaluateFindings(now)
+			a.evalMetrics.Observe("findings", time.Since(found))
+		}
 		if a.reader == nil {
 			continue
 		}
