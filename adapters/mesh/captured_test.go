@@ -11,17 +11,7 @@ import (
 // TestCapturedManagedFields replays managedFields captured from kube-apiserver (see
 // testdata/managedfields/README.md) through the change and manager logic.
 func TestCapturedManagedFields(t *testing.T) {
-	data, err := os.ReadFile("testdata/managedfields/vs-lifecycle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []struct {
-		Step   string          `json:"step"`
-		Object json.RawMessage `json:"object"`
-	}
-	if err := json.Unmarshal(data, &steps); err != nil {
-		t.Fatal(err)
-	}
+	steps := capturedLifecycle(t)
 	// The manager each step's change must carry; "" where the step is no change.
 	want := map[string]string{
 		"apply":   "kustomize-controller",
@@ -56,4 +46,25 @@ func TestCapturedManagedFields(t *testing.T) {
 	if w := lastSpecWrite(prev.GetManagedFields()); w.Manager != "kustomize-controller" || w.At.IsZero() {
 		t.Errorf("last spec write of the final object: %+v", w)
 	}
+}
+
+// capturedStep is one version of the object in testdata/managedfields/vs-lifecycle.json.
+type capturedStep struct {
+	Step   string          `json:"step"`
+	Object json.RawMessage `json:"object"`
+}
+
+// capturedLifecycle reads the versions kube-apiserver wrote through a VirtualService's
+// lifecycle.
+func capturedLifecycle(t *testing.T) []capturedStep {
+	t.Helper()
+	data, err := os.ReadFile("testdata/managedfields/vs-lifecycle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []capturedStep
+	if err := json.Unmarshal(data, &steps); err != nil {
+		t.Fatal(err)
+	}
+	return steps
 }

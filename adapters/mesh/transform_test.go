@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -224,17 +223,7 @@ func trimEntries(t testing.TB, entries []metav1.ManagedFieldsEntry) []metav1.Man
 // a lifecycle (testdata/managedfields) with the transform applied to every version, as the
 // informer does: each step's manager and spec writes are the same as without it.
 func TestTrimObjectCapturedLifecycle(t *testing.T) {
-	data, err := os.ReadFile("testdata/managedfields/vs-lifecycle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []struct {
-		Step   string          `json:"step"`
-		Object json.RawMessage `json:"object"`
-	}
-	if err := json.Unmarshal(data, &steps); err != nil {
-		t.Fatal(err)
-	}
+	steps := capturedLifecycle(t)
 	var prev *unstructured.Unstructured
 	var prevTrim *meshObject
 	for _, s := range steps {
