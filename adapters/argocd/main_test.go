@@ -1,7 +1,6 @@
 package argocd
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -16,14 +15,8 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-argocd-"})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.assets, bed.kube = a, b.Kube
-		bed.started = true
-		return teardown, nil
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{LogPrefix: "meshdrift-argocd-"}, func(b *testbed.Bed) error {
+		bed.assets, bed.kube, bed.started = b.Assets, b.Kube, true
+		return nil
 	}))
 }

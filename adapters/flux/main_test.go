@@ -1,7 +1,6 @@
 package flux
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -19,14 +18,8 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-flux-", Flux: true})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.assets, bed.kube, bed.flux = a, b.Kube, b.Flux
-		bed.started = true
-		return teardown, nil
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{LogPrefix: "meshdrift-flux-", Flux: true}, func(b *testbed.Bed) error {
+		bed.assets, bed.kube, bed.flux, bed.started = b.Assets, b.Kube, b.Flux, true
+		return nil
 	}))
 }

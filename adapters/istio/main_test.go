@@ -27,30 +27,26 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
-			LogPrefix: "meshdrift-istio-",
-			// Both istiods let meshdrift's namespace read their debug endpoints, as the
-			// README tells users to configure; TestIstiodAuthorizesDebugCallers covers
-			// istiod without that setting.
-			Istiods: []testbed.IstiodOptions{
-				{Name: "istiod-a", Revision: "default", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
-				{Name: "istiod-b", Revision: "canary", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
-			},
-		})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{
+		LogPrefix: "meshdrift-istio-",
+		// Both istiods let meshdrift's namespace read their debug endpoints, as the
+		// README tells users to configure; TestIstiodAuthorizesDebugCallers covers
+		// istiod without that setting.
+		Istiods: []testbed.IstiodOptions{
+			{Name: "istiod-a", Revision: "default", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
+			{Name: "istiod-b", Revision: "canary", AllowedDebugNamespaces: []string{testbed.MeshdriftNamespace}},
+		},
+	}, func(b *testbed.Bed) error {
+		var err error
 		if bed.client, err = kubernetes.NewForConfig(b.Kube.Config); err != nil {
-			return teardown, err
+			return err
 		}
-		bed.assets, bed.kube, bed.istiodA, bed.istiodB = a, b.Kube, b.Istiods[0], b.Istiods[1]
+		bed.assets, bed.kube, bed.istiodA, bed.istiodB = b.Assets, b.Kube, b.Istiods[0], b.Istiods[1]
 		if bed.tokenFile, err = b.Kube.TokenFile(context.Background(), testbed.MeshdriftNamespace, "meshdrift"); err != nil {
-			return teardown, err
+			return err
 		}
 		bed.started = true
-		return teardown, nil
+		return nil
 	}))
 }
 

@@ -36,15 +36,9 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-mesh-"})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.kube = b.Kube
-		bed.started = true
-		return teardown, nil
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{LogPrefix: "meshdrift-mesh-"}, func(b *testbed.Bed) error {
+		bed.kube, bed.started = b.Kube, true
+		return nil
 	}))
 }
 

@@ -33,14 +33,9 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{LogPrefix: "meshdrift-events-"})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.assets, bed.kube, bed.started = a, b.Kube, true
-		return teardown, nil
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{LogPrefix: "meshdrift-events-"}, func(b *testbed.Bed) error {
+		bed.assets, bed.kube, bed.started = b.Assets, b.Kube, true
+		return nil
 	}))
 }
 

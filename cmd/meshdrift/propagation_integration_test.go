@@ -34,25 +34,21 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
-			LogPrefix: "meshdrift-cmd-",
-			Istiods:   []testbed.IstiodOptions{istiodOptions("istiod-shared")},
-			Flux:      true,
-		})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.assets, bed.kube, bed.istiod, bed.flux = a, b.Kube, b.Istiods[0], b.Flux
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{
+		LogPrefix: "meshdrift-cmd-",
+		Istiods:   []testbed.IstiodOptions{istiodOptions("istiod-shared")},
+		Flux:      true,
+	}, func(b *testbed.Bed) error {
+		bed.assets, bed.kube, bed.istiod, bed.flux = b.Assets, b.Kube, b.Istiods[0], b.Flux
+		var err error
 		if bed.tokenFile, err = b.Kube.TokenFile(context.Background(), testbed.MeshdriftNamespace, "meshdrift"); err != nil {
-			return teardown, err
+			return err
 		}
 		if bed.kubeconfig, err = shippedRBAC(b.Kube); err != nil {
-			return teardown, err
+			return err
 		}
 		bed.started = true
-		return teardown, nil
+		return nil
 	}))
 }
 

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"errors"
+	"testing"
 )
 
 // BedOptions says which parts of the bed a test package needs besides the API server.
@@ -23,6 +24,20 @@ type Bed struct {
 	Alertmanager *Alertmanager
 
 	stops []func() error
+}
+
+// MainBed is Main for a package whose tests share one Bed: it starts the Bed opts asks
+// for, hands it to ready (which keeps what the tests use and may prepare more), and stops
+// it after the run. An error from either fails the run as Main does.
+func MainBed(m *testing.M, opts BedOptions, ready func(*Bed) error) int {
+	return Main(m, func(a Assets) (func(), error) {
+		b, err := StartBed(context.Background(), a, opts)
+		teardown := func() { _ = b.Stop() }
+		if err != nil {
+			return teardown, err
+		}
+		return teardown, ready(b)
+	})
 }
 
 // StartBed starts the API server and the parts opts asks for. On error the returned Bed

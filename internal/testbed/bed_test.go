@@ -40,19 +40,14 @@ var bed struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testbed.Main(m, func(a testbed.Assets) (func(), error) {
-		b, err := testbed.StartBed(context.Background(), a, testbed.BedOptions{
-			LogPrefix: "meshdrift-testbed-",
-			Istiods:   []testbed.IstiodOptions{{Name: "istiod-bed"}},
-			Flux:      true, Alertmanager: true,
-		})
-		teardown := func() { _ = b.Stop() }
-		if err != nil {
-			return teardown, err
-		}
-		bed.assets, bed.kube, bed.istiod, bed.flux, bed.am = a, b.Kube, b.Istiods[0], b.Flux, b.Alertmanager
+	os.Exit(testbed.MainBed(m, testbed.BedOptions{
+		LogPrefix: "meshdrift-testbed-",
+		Istiods:   []testbed.IstiodOptions{{Name: "istiod-bed"}},
+		Flux:      true, Alertmanager: true,
+	}, func(b *testbed.Bed) error {
+		bed.assets, bed.kube, bed.istiod, bed.flux, bed.am = b.Assets, b.Kube, b.Istiods[0], b.Flux, b.Alertmanager
 		bed.started = true
-		return teardown, nil
+		return nil
 	}))
 }
 
