@@ -54,7 +54,7 @@ spec:
 		}
 		return reconcile.PodMeta{}, false
 	}
-	eventually(t, 10*time.Second, "the pod listed", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "the pod listed", func() (bool, string) {
 		_, ok := find()
 		return ok, fmt.Sprintf("%d pods", len(pods.List()))
 	})
@@ -69,7 +69,7 @@ spec:
 	if _, err := bed.kube.Apply(context.Background(), "test", fmt.Sprintf(pod, ns, "v2")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the relabel", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "the relabel", func() (bool, string) {
 		p, _ := find()
 		return p.Labels["version"] == "v2", fmt.Sprintf("labels %v", p.Labels)
 	})
@@ -87,7 +87,7 @@ func TestPodsForbiddenSaysWhy(t *testing.T) {
 	}
 	pods := mesh.NewPods(md, 0)
 	testbed.RunInBackground(t, pods.Run)
-	eventually(t, 10*time.Second, "the list error recorded", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "the list error recorded", func() (bool, string) {
 		err := pods.Err()
 		return apierrors.IsForbidden(err), fmt.Sprintf("err %v", err)
 	})

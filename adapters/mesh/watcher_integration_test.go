@@ -102,7 +102,7 @@ func (r *recorder) lastStatus() (reconcile.SourceStatus, bool) {
 func (r *recorder) waitChange(t *testing.T, kind, ns, name string, n int, written time.Time) reconcile.MeshChange {
 	t.Helper()
 	var got []received
-	eventually(t, 5*time.Second, fmt.Sprintf("change %d of %s %s/%s", n, kind, ns, name), func() (bool, string) {
+	testbed.Eventually(t, 5*time.Second, fmt.Sprintf("change %d of %s %s/%s", n, kind, ns, name), func() (bool, string) {
 		got = r.of(kind, ns, name)
 		return len(got) >= n, fmt.Sprintf("%d changes: %+v", len(got), got)
 	})
@@ -113,23 +113,6 @@ func (r *recorder) waitChange(t *testing.T, kind, ns, name string, n int, writte
 	}
 	t.Logf("change %d of %s %s/%s arrived %s after the write returned", n, kind, ns, name, d)
 	return c.change
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var state string
-	for {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		state = s
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var nsCounter atomic.Int32
@@ -159,7 +142,7 @@ func start(t *testing.T, cfg mesh.Config) running {
 	t.Helper()
 	testbed.Need(t, bed.started)
 	r := run(t, cfg, bed.kube.Config)
-	eventually(t, 10*time.Second, "initial sync", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "initial sync", func() (bool, string) {
 		return r.w.HasSynced(), fmt.Sprintf("watching %v", r.w.Watched())
 	})
 	return r
@@ -517,7 +500,7 @@ func TestWatchedKindsFollowDiscovery(t *testing.T) {
 		_ = bed.kube.Dynamic.Resource(crdGVR).Delete(context.Background(), "serviceprofiles.linkerd.io", metav1.DeleteOptions{})
 	})
 	sp := schema.GroupVersionResource{Group: "linkerd.io", Version: "v1alpha2", Resource: "serviceprofiles"}
-	eventually(t, 10*time.Second, "the ServiceProfile kind watched and synced", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "the ServiceProfile kind watched and synced", func() (bool, string) {
 		return slices.Contains(r.w.Watched(), sp) && r.w.HasSynced(), fmt.Sprintf("watching %v", r.w.Watched())
 	})
 
@@ -549,7 +532,7 @@ spec:
 	if err := bed.kube.Dynamic.Resource(crdGVR).Delete(context.Background(), "serviceprofiles.linkerd.io", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the ServiceProfile kind dropped, source up", func() (bool, string) {
+	testbed.Eventually(t, 20*time.Second, "the ServiceProfile kind dropped, source up", func() (bool, string) {
 		s, _ := r.rec.lastStatus()
 		return !slices.Contains(r.w.Watched(), sp) && s.Up, fmt.Sprintf("status %+v, watching %v", s, r.w.Watched())
 	})
@@ -585,7 +568,7 @@ roleRef: {kind: ClusterRole, name: %[1]s, apiGroup: rbac.authorization.k8s.io}
 	rc.Impersonate = rest.ImpersonationConfig{UserName: user}
 	r := run(t, mesh.Config{}, rc)
 
-	eventually(t, 10*time.Second, "the source down for the forbidden kinds", func() (bool, string) {
+	testbed.Eventually(t, 10*time.Second, "the source down for the forbidden kinds", func() (bool, string) {
 		s, ok := r.rec.lastStatus()
 		return ok && !s.Up && strings.Contains(s.Error, "watching HTTPRoute.gateway.networking.k8s.io: ") &&
 			strings.Contains(s.Error, "forbidden"), fmt.Sprintf("%+v", s)
@@ -607,7 +590,7 @@ roleRef: {kind: ClusterRole, name: %[1]s, apiGroup: rbac.authorization.k8s.io}
 		t.Fatal(err)
 	}
 	// The reflector retries with a backoff that has grown for a few seconds by now.
-	eventually(t, 45*time.Second, "the source up again and synced", func() (bool, string) {
+	testbed.Eventually(t, 45*time.Second, "the source up again and synced", func() (bool, string) {
 		s, _ := r.rec.lastStatus()
 		return s.Up && s.Error == "" && r.w.HasSynced(), fmt.Sprintf("%+v", s)
 	})

@@ -69,7 +69,7 @@ webhooks: []
 	}
 	expect := func(want []reconcile.RevisionTag) {
 		t.Helper()
-		eventually(t, 10*time.Second, fmt.Sprintf("tags %v", want), func() (bool, string) {
+		testbed.Eventually(t, 10*time.Second, fmt.Sprintf("tags %v", want), func() (bool, string) {
 			got := mine()
 			return cmp.Equal(got, want), fmt.Sprintf("%v", got)
 		})
