@@ -66,11 +66,7 @@ func (l *LiveSource) Snapshot() (*checks.Snapshot, string) {
 		}
 		s.Add(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": meta}}, checks.Origin{})
 	}
-	pods := l.Pods.List()
-	s.Pods = make([]checks.PodMeta, 0, len(pods))
-	for _, p := range pods {
-		s.Pods = append(s.Pods, checks.PodMeta{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Annotations: p.Annotations})
-	}
+	s.Pods = l.Pods.List()
 	return s, ""
 }
 

@@ -34,11 +34,9 @@ type Origin struct {
 	patches []Origin
 }
 
-// PodMeta is what checks may know of a pod: metadata only, never its spec.
-type PodMeta struct {
-	Namespace, Name     string
-	Labels, Annotations map[string]string
-}
+// PodMeta is what checks may know of a pod: metadata only, never its spec. It is the
+// type the live pod cache lists, so a live snapshot takes its pods as they are.
+type PodMeta = reconcile.PodMeta
 
 // Snapshot is the set of objects checks read, by kind.
 type Snapshot struct {
