@@ -14,6 +14,8 @@ type MeshObjects struct {
 	// sorted is List's answer until the next change: the findings read it every second,
 	// and sorting 20,000 objects each time was most of an idle pass.
 	sorted []MeshChange
+	// version counts the changes (Snapshot.Versions.Objects).
+	version uint64
 }
 
 // NewMeshObjects returns an empty set.
@@ -26,6 +28,7 @@ func (o *MeshObjects) ObserveMeshChange(c MeshChange) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.sorted = nil
+	o.version++
 	if c.Deleted {
 		delete(o.objects, c.Ref)
 		return
@@ -53,6 +56,13 @@ func (o *MeshObjects) List() []MeshChange {
 		o.sorted = out
 	}
 	return o.sorted
+}
+
+// Version counts the changes recorded so far: List's answer is the same while it is.
+func (o *MeshObjects) Version() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.version
 }
 
 // MeshSinks passes every change to each sink in turn.

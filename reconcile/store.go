@@ -47,6 +47,29 @@ type Store struct {
 	// when a verdict moved (Transitions).
 	transitions uint64
 	changed     chan struct{}
+	// ver versions what Snapshot returns, part by part; cache holds the parts of the last
+	// Snapshot. An idle fleet's snapshot then costs a few slice headers instead of a copy
+	// of every app, change and proxy (BenchmarkSnapshotFleet).
+	ver   storeVersions
+	cache snapshotCache
+}
+
+// storeVersions counts the writes to each part of a snapshot.
+type storeVersions struct {
+	// apps, changes and sources count every write that changed them; istiods counts
+	// every read, istiodContent only reads whose content differed (sameView).
+	apps, changes, istiods, istiodContent, sources uint64
+}
+
+// snapshotCache is the last Snapshot's parts and the versions they were built at.
+type snapshotCache struct {
+	built   bool
+	at      storeVersions
+	apps    []App
+	sources []SourceStatus
+	istiods []IstiodView
+	changes []Propagation
+	rollup  []Rollup
 }
 
 // NewStore returns an empty store. observer may be nil.
@@ -71,6 +94,7 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 func (s *Store) ObserveApp(a App) {
 	s.mu.Lock()
 	s.apps[a.Key] = a
+	s.ver.apps++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -79,6 +103,7 @@ func (s *Store) ObserveApp(a App) {
 func (s *Store) ForgetApp(k AppKey) {
 	s.mu.Lock()
 	delete(s.apps, k)
+	s.ver.apps++
 	s.mu.Unlock()
 	s.notify()
 }
@@ -92,6 +117,7 @@ func (s *Store) ReportSource(st SourceStatus) {
 		return
 	}
 	s.sources[st.Name] = st
+	s.ver.sources++
 	s.seq++
 	s.mu.Unlock()
 	s.notify()
@@ -113,6 +139,10 @@ func (s *Store) ObserveIstiod(v IstiodView) {
 	v.ClockOffset = est.observe(prev, v)
 	v.ClockProblem = v.ClockOffset.Problem()
 	s.istiods[v.Istiod] = v
+	s.ver.istiods++
+	if prev == nil || !sameView(*prev, v) {
+		s.ver.istiodContent++
+	}
 	delete(s.index, v.Istiod)
 	s.seq++
 	s.mu.Unlock()
@@ -126,6 +156,9 @@ func (s *Store) ForgetIstiod(name string) {
 	delete(s.index, name)
 	delete(s.clocks, name)
 	delete(s.sources, "istiod/"+name)
+	s.ver.istiods++
+	s.ver.istiodContent++
+	s.ver.sources++
 	s.seq++
 	s.mu.Unlock()
 	s.notify()
@@ -159,6 +192,7 @@ func (s *Store) ObserveMeshChange(c MeshChange) {
 	}
 	s.changes[c.Ref] = &trackedChange{change: c, settled: settledAtStart(c, s.started, s.cfg.Grace),
 		result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
+	s.ver.changes++
 	if len(s.changes) > s.cfg.MaxChanges {
 		s.evictLocked()
 	}
@@ -205,6 +239,7 @@ func (s *Store) evictLocked() {
 	for _, v := range all[:len(all)-keep] {
 		delete(s.changes, v.ref)
 	}
+	s.ver.changes++
 }
 
 // Changed is signalled (coalesced) after any change, so an evaluator can re-run at once.
@@ -235,6 +270,7 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
 			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
 			delete(s.changes, ref)
+			s.ver.changes++
 			continue
 		}
 		if tc.resolved {
@@ -260,6 +296,9 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		} else {
 			next.Since = now
 			transitions = append(transitions, transition{prev, next, isBaseline(tc.change)})
+		}
+		if !samePropagation(prev, next) {
+			s.ver.changes++
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
@@ -456,40 +495,67 @@ type Snapshot struct {
 	// Checks is the latest run of the semantic checks, when the caller fills it; nil
 	// otherwise.
 	Checks *CheckRun
+	// Versions identifies the content of the parts above, for callers that skip work
+	// when nothing changed; nil when unknown (a snapshot put together by hand).
+	Versions *Versions
 }
 
-// Snapshot returns everything sorted by key.
+// Versions identifies a snapshot's content: two snapshots with equal Versions hold the
+// same apps, sources, changes, roll-ups and objects, and istiod views that differ at most
+// in their read times (sameView). The store fills in its parts; a caller that adds
+// objects, namespaces, pods, revision tags, unsynced sources or checks must fill in
+// theirs, or set Versions to nil.
+type Versions struct {
+	Apps, Changes, Istiods, Sources         uint64
+	Objects, Namespaces, Pods, RevisionTags uint64
+	Unsynced                                string
+	ChecksAt                                time.Time
+	ChecksWaiting                           string
+}
+
+// Snapshot returns everything sorted by key. Its slices are shared with the store's
+// other snapshots until the part they belong to changes: callers must not modify them.
 func (s *Store) Snapshot() Snapshot {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	snap := Snapshot{
-		Apps:    make([]App, 0, len(s.apps)),
-		Sources: make([]SourceStatus, 0, len(s.sources)),
-		Istiods: make([]IstiodView, 0, len(s.istiods)),
-		Changes: make([]Propagation, 0, len(s.changes)),
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &s.cache
+	v := s.ver
+	if !c.built || c.at.apps != v.apps {
+		c.apps = make([]App, 0, len(s.apps))
+		for _, a := range s.apps {
+			c.apps = append(c.apps, a)
+		}
+		sortByKey(c.apps, func(a App) string { return a.Key.String() })
 	}
-	for _, a := range s.apps {
-		a.Objects = slices.Clone(a.Objects)
-		snap.Apps = append(snap.Apps, a)
+	if !c.built || c.at.sources != v.sources {
+		c.sources = make([]SourceStatus, 0, len(s.sources))
+		for _, src := range s.sources {
+			c.sources = append(c.sources, src)
+		}
+		slices.SortFunc(c.sources, func(a, b SourceStatus) int { return strings.Compare(a.Name, b.Name) })
 	}
-	for _, src := range s.sources {
-		snap.Sources = append(snap.Sources, src)
+	if !c.built || c.at.istiods != v.istiods {
+		c.istiods = make([]IstiodView, 0, len(s.istiods))
+		for _, iv := range s.istiods {
+			c.istiods = append(c.istiods, iv)
+		}
+		slices.SortFunc(c.istiods, func(a, b IstiodView) int { return strings.Compare(a.Istiod, b.Istiod) })
 	}
-	for _, v := range s.istiods {
-		v.Proxies = slices.Clone(v.Proxies)
-		snap.Istiods = append(snap.Istiods, v)
+	if !c.built || c.at.changes != v.changes {
+		c.changes = make([]Propagation, 0, len(s.changes))
+		for _, tc := range s.changes {
+			c.changes = append(c.changes, tc.result)
+		}
+		sortByKey(c.changes, func(p Propagation) string { return p.Change.Ref.String() })
 	}
-	for _, tc := range s.changes {
-		p := tc.result
-		p.Proxies = slices.Clone(p.Proxies)
-		snap.Changes = append(snap.Changes, p)
+	if !c.built || c.at.apps != v.apps || c.at.changes != v.changes {
+		c.rollup = rollupByApp(c.apps, c.changes)
 	}
-	sortByKey(snap.Apps, func(a App) string { return a.Key.String() })
-	slices.SortFunc(snap.Sources, func(a, b SourceStatus) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(snap.Istiods, func(a, b IstiodView) int { return strings.Compare(a.Istiod, b.Istiod) })
-	sortByKey(snap.Changes, func(p Propagation) string { return p.Change.Ref.String() })
-	snap.Propagation = rollupByApp(snap.Apps, snap.Changes)
-	return snap
+	c.built, c.at = true, v
+	return Snapshot{
+		Apps: c.apps, Sources: c.sources, Istiods: c.istiods, Changes: c.changes, Propagation: c.rollup,
+		Versions: &Versions{Apps: v.apps, Changes: v.changes, Istiods: v.istiodContent, Sources: v.sources},
+	}
 }
 
 // rollupByApp rolls changes up per app that owns them (ownedBy), in the order of apps,

@@ -26,7 +26,9 @@ func TestStoreKeepsLatestAndForgets(t *testing.T) {
 	}
 }
 
-func TestStoreSnapshotSortedAndCopied(t *testing.T) {
+// A snapshot is the store as it was: later writes never show in it. Parts nothing wrote
+// to since are shared with the previous snapshot, and Versions tell which moved.
+func TestStoreSnapshotSortedAndStable(t *testing.T) {
 	s := NewStore(PropagationConfig{}, nil)
 	b := AppKey{Source: SourceArgoCD, Kind: "Application", Namespace: "argocd", Name: "b"}
 	a := AppKey{Source: SourceArgoCD, Kind: "Application", Namespace: "argocd", Name: "a"}
@@ -36,9 +38,46 @@ func TestStoreSnapshotSortedAndCopied(t *testing.T) {
 	if len(snap.Apps) != 2 || snap.Apps[0].Key != a || snap.Apps[1].Key != b {
 		t.Fatalf("snapshot order = %+v", snap.Apps)
 	}
-	snap.Apps[1].Objects[0].Ref.Name = "changed"
-	if got, _ := s.App(b); got.Objects[0].Ref.Name != "x" {
-		t.Fatal("snapshot shares memory with the store")
+	s.ObserveApp(App{Key: b, Objects: []OwnedObject{{Ref: ObjectRef{Kind: "ConfigMap", Name: "y"}}}})
+	s.ObserveMeshChange(MeshChange{Ref: ObjectRef{Kind: "VirtualService", Name: "v"}, Generation: 1, ObservedAt: t0})
+	if snap.Apps[1].Objects[0].Ref.Name != "x" || len(snap.Changes) != 0 {
+		t.Fatalf("a later write shows in an earlier snapshot: %+v, %d changes", snap.Apps[1], len(snap.Changes))
+	}
+	next := s.Snapshot()
+	if next.Apps[1].Objects[0].Ref.Name != "y" || len(next.Changes) != 1 {
+		t.Fatalf("new snapshot = %+v, %d changes", next.Apps[1], len(next.Changes))
+	}
+	if next.Versions.Apps == snap.Versions.Apps || next.Versions.Changes == snap.Versions.Changes || next.Versions.Sources != snap.Versions.Sources {
+		t.Fatalf("versions %+v then %+v: apps and changes moved, sources did not", *snap.Versions, *next.Versions)
+	}
+	again := s.Snapshot()
+	if *again.Versions != *next.Versions || &again.Apps[0] != &next.Apps[0] || &again.Changes[0] != &next.Changes[0] {
+		t.Fatal("an unchanged store built its snapshot again")
+	}
+}
+
+// Reads of an idle istiod differ only in their times: they keep the snapshot's istiod
+// version, so findings are not derived again; a proxy's state moving bumps it.
+func TestStoreIstiodContentVersion(t *testing.T) {
+	s := NewStore(PropagationConfig{}, nil)
+	view := func(at time.Time, st SyncState) IstiodView {
+		return IstiodView{Istiod: "istiod-0", ObservedAt: at, ReadStartedAt: at.Add(-time.Millisecond), Proxies: []ProxyStatus{{
+			ID: "p.ns", Types: []XDSStatus{{TypeURL: "cds", State: st, SentAt: t0}},
+		}}}
+	}
+	s.ObserveIstiod(view(t0.Add(time.Second), StateSynced))
+	v1 := *s.Snapshot().Versions
+	s.ObserveIstiod(view(t0.Add(11*time.Second), StateSynced))
+	snap := s.Snapshot()
+	if *snap.Versions != v1 {
+		t.Fatalf("an identical read moved the versions: %+v then %+v", v1, *snap.Versions)
+	}
+	if !snap.Istiods[0].ObservedAt.Equal(t0.Add(11 * time.Second)) {
+		t.Fatalf("snapshot holds the older read: %s", snap.Istiods[0].ObservedAt)
+	}
+	s.ObserveIstiod(view(t0.Add(21*time.Second), StateStale))
+	if v := *s.Snapshot().Versions; v.Istiods == v1.Istiods {
+		t.Fatal("a proxy going STALE kept the istiod version")
 	}
 }
 
