@@ -266,22 +266,33 @@ func (a *app) evaluateFindings(now time.Time) {
 	}
 }
 
-// snapshot is the store's snapshot with every mesh object and namespace added.
+// snapshot is the store's snapshot with every mesh object and namespace added, and
+// the versions of what was added, so that the findings engine can tell an unchanged
+// snapshot (findings.Engine.Evaluate).
 func (a *app) snapshot() reconcile.Snapshot {
 	snap := a.store.Snapshot()
+	var ver reconcile.Versions
+	if snap.Versions != nil {
+		ver = *snap.Versions
+	}
+	known := snap.Versions != nil
 	if a.objects != nil {
+		ver.Objects = a.objects.Version()
 		snap.Objects = a.objects.List()
 	}
 	// Static addresses without revisions all read as the default revision: comparing
 	// namespaces with that would report every canary namespace.
 	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
 	if a.namespaces != nil && revisionsKnown {
+		ver.Namespaces, known = versionOf(a.namespaces, known)
 		snap.Namespaces = a.namespaces.List()
 	}
 	if a.pods != nil {
+		ver.Pods, known = versionOf(a.pods, known)
 		snap.Pods = a.pods.List()
 	}
 	if a.tags != nil {
+		ver.RevisionTags, known = versionOf(a.tags, known)
 		snap.RevisionTags = a.tags.List()
 	}
 	for _, c := range a.components {
@@ -289,10 +300,26 @@ func (a *app) snapshot() reconcile.Snapshot {
 			snap.Unsynced = append(snap.Unsynced, c.name)
 		}
 	}
+	ver.Unsynced = strings.Join(snap.Unsynced, ",")
 	if a.checks != nil {
 		snap.Checks = a.checks.Latest()
+		ver.ChecksAt, ver.ChecksWaiting = snap.Checks.At, snap.Checks.Waiting
+	}
+	snap.Versions = nil
+	if known {
+		snap.Versions = &ver
 	}
 	return snap
+}
+
+// versionOf is a lister's version, read before its list; a lister without one makes
+// the snapshot's versions unknown.
+func versionOf(l any, known bool) (uint64, bool) {
+	v, ok := l.(interface{ Version() uint64 })
+	if !ok {
+		return 0, false
+	}
+	return v.Version(), known
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -35,6 +35,11 @@ type Engine struct {
 	now     func() time.Time
 	signals *SignalHistory
 
+	// last is the latest Derive and what it was derived from: a pass over a snapshot
+	// with the same Versions and increases reuses its result (Derive is pure), so that an
+	// idle fleet's passes cost the lifecycle alone.
+	last derivation
+
 	mu       sync.Mutex
 	active   map[string]*Finding
 	resolved []Finding // oldest resolution first
@@ -53,7 +58,27 @@ func NewEngine(cfg Config, now func() time.Time) *Engine {
 func (e *Engine) Evaluate(snap reconcile.Snapshot) []Transition {
 	now := e.now()
 	inc := e.signals.Observe(snap.Istiods, now, e.cfg.SignalWindow)
-	return e.update(Derive(snap, inc, e.cfg), now)
+	if !e.last.same(snap.Versions, inc) {
+		e.last = derivation{increases: inc, result: Derive(snap, inc, e.cfg)}
+		if snap.Versions != nil {
+			v := *snap.Versions
+			e.last.versions = &v
+		}
+	}
+	return e.update(e.last.result, now)
+}
+
+// derivation is one Derive's result with its inputs' identity.
+type derivation struct {
+	versions  *reconcile.Versions
+	increases []Increase
+	result    Result
+}
+
+// same reports whether a snapshot with versions v and increases inc is the one the
+// result was derived from. Unknown versions never are.
+func (d derivation) same(v *reconcile.Versions, inc []Increase) bool {
+	return v != nil && d.versions != nil && *v == *d.versions && slices.Equal(inc, d.increases)
 }
 
 // Update applies a derived result at the engine's clock (Evaluate without the snapshot).

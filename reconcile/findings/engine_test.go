@@ -269,3 +269,28 @@ func TestCurrent(t *testing.T) {
 		t.Fatalf("Current = %+v", got)
 	}
 }
+
+// A pass over a snapshot whose Versions match the last one's reuses its derivation: the
+// lifecycle still moves with the clock (pending to firing, resolution). Versions that
+// moved, or unknown ones, derive again.
+func TestEvaluateReusesUnchangedDerivation(t *testing.T) {
+	e, c := newTestEngine(Config{})
+	with := func(s reconcile.Snapshot, v reconcile.Versions) reconcile.Snapshot {
+		s.Versions = &v
+		return s
+	}
+	v1 := reconcile.Versions{Apps: 1}
+	wantTransitions(t, e.Evaluate(with(outOfSync("shop"), v1)), "MD0103 ->pending")
+	c.advance(10 * time.Minute)
+	// The same versions with other content: the engine trusts the versions (the store's
+	// contract), so only the lifecycle runs, on the earlier derivation.
+	wantTransitions(t, e.Evaluate(with(reconcile.Snapshot{}, v1)), "MD0103 pending->firing")
+	// Moved versions: derived again; the app is gone and its finding resolves.
+	c.advance(10 * time.Minute)
+	wantTransitions(t, e.Evaluate(with(reconcile.Snapshot{}, reconcile.Versions{Apps: 2})), "MD0103 firing->resolved")
+	// Unknown versions always derive.
+	wantTransitions(t, e.Evaluate(outOfSync("cart")), "MD0103 ->pending")
+	wantTransitions(t, e.Evaluate(reconcile.Snapshot{}))
+	c.advance(10 * time.Minute)
+	wantTransitions(t, e.Evaluate(reconcile.Snapshot{}), "MD0103 pending->resolved")
+}
