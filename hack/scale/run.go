@@ -208,8 +208,10 @@ alerting:
 		go func() {
 			defer profiles.Done()
 			// The listener comes up with the process; the initial sync is what this shows.
+			// It ends before the steady profile starts (ready, then 15 s), as the runtime
+			// takes one CPU profile at a time.
 			_ = sleep(ctx, 2*time.Second)
-			saveProfile(ctx, pprofAddr, "/debug/pprof/profile?seconds=60", o.profileDir, "meshdrift-cpu-startup.pb.gz", 90*time.Second)
+			saveProfile(ctx, pprofAddr, "/debug/pprof/profile?seconds=14", o.profileDir, "meshdrift-cpu-startup.pb.gz", 45*time.Second)
 		}()
 	}
 	ready := true
@@ -258,6 +260,14 @@ alerting:
 		rep.add("NACK -> alert in Alertmanager, p50 / p99", "not measured: meshdrift not ready", "p99 <= 2 s", "NO")
 		rep.add("never-pushed change -> alert, minus grace, p50 / p99", "not measured: meshdrift not ready", "p99 <= 2 s (grace + 2 s)", "NO")
 		return nil
+	}
+	if pprofAddr != "" {
+		// The NACK injections: where the detection latency goes.
+		profiles.Add(1)
+		go func() {
+			defer profiles.Done()
+			saveProfile(ctx, pprofAddr, "/debug/pprof/profile?seconds=45", o.profileDir, "meshdrift-cpu-nacks.pb.gz", 75*time.Second)
+		}()
 	}
 	if err := injectNACKs(ctx, o, rep, dyn, am.URL); err != nil {
 		return err
