@@ -39,10 +39,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	log.Info("starting", "version", buildinfo.String())
-	if soft, err := memlimit.Set(memlimit.CgroupV2MemoryMax); err != nil {
+	if soft, err := memlimit.Set(memlimit.CgroupV2MemoryMax, memlimit.CgroupV1Limit); err != nil {
 		log.Warn("no Go memory limit from the container", "err", err)
 	} else if soft > 0 {
-		log.Info("Go memory limit from the container's", "bytes", soft, "ratio", memlimit.Ratio)
+		log.Info("Go memory limit from the container's", "bytes", soft, "ratio", memlimit.Ratio, "binaryReserve", memlimit.BinaryReserve)
 	}
 	a, err := wire(cfg, log)
 	if err != nil {

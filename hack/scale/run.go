@@ -396,9 +396,9 @@ func startMeshdrift(bin, cfgPath, logDir, pprofAddr string) (*startedMeshdrift, 
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	// In its shipped Deployment meshdrift runs under a 256Mi memory limit and gives the Go
-	// runtime 90 % of it (internal/memlimit reads the cgroup). The harness runs it outside
-	// any cgroup, so it passes the same soft limit as GOMEMLIMIT.
-	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%.0f", shippedMemoryLimit*memlimit.Ratio))
+	// runtime memlimit.For of it (internal/memlimit reads the cgroup). The harness runs it
+	// outside any such cgroup, so it passes the same soft limit as GOMEMLIMIT.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%d", memlimit.For(shippedMemoryLimit)))
 	if pprofAddr != "" {
 		cmd.Env = append(cmd.Env, "MESHDRIFT_SCALE_PPROF="+pprofAddr)
 	}
