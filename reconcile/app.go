@@ -93,7 +93,8 @@ type App struct {
 	// (Flux observedGeneration behind generation), so its status may be outdated.
 	Stale   bool
 	Objects []OwnedObject
-	// ObservedAt is when the adapter read this state.
+	// ObservedAt is when the adapter read this state; the store keeps the first read of
+	// a state that later reads repeat.
 	ObservedAt time.Time
 	// Ignore is the raw value of the app's AnnotationIgnore annotation, "" when absent.
 	Ignore string

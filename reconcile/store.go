@@ -91,8 +91,15 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 }
 
 // ObserveApp records the latest state of an app.
+// A read that repeats what is held (Argo CD rewrites every Application's status at each
+// refresh, every 3 minutes by default, mostly to move reconciledAt) keeps the earlier
+// one, with the time it was first read, and wakes nobody.
 func (s *Store) ObserveApp(a App) {
 	s.mu.Lock()
+	if prev, ok := s.apps[a.Key]; ok && sameApp(prev, a) {
+		s.mu.Unlock()
+		return
+	}
 	s.apps[a.Key] = a
 	s.ver.apps++
 	s.mu.Unlock()

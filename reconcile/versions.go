@@ -52,3 +52,10 @@ func samePropagation(a, b Propagation) bool {
 		slices.Equal(a.Proxies, b.Proxies) && slices.Equal(a.Concurrent, b.Concurrent) &&
 		slices.Equal(a.Unreachable, b.Unreachable) && slices.Equal(a.Restricted, b.Restricted)
 }
+
+// sameApp reports whether two reads of an app say the same, whenever they were made.
+func sameApp(a, b App) bool {
+	return a.Key == b.Key && a.DesiredRevision == b.DesiredRevision && a.AppliedRevision == b.AppliedRevision &&
+		a.AppliedAt.Equal(b.AppliedAt) && a.State == b.State && a.Reason == b.Reason && a.Message == b.Message &&
+		a.Suspended == b.Suspended && a.Stale == b.Stale && a.Ignore == b.Ignore && slices.Equal(a.Objects, b.Objects)
+}
