@@ -67,8 +67,13 @@ const maxListed = 3
 // last seen by the store and their findings are held; a change an unreachable istiod may
 // serve gives MD0204 and its other findings are held.
 func Derive(snap reconcile.Snapshot, increases []Increase, cfg Config) Result {
+	return derive(snap, increases, cfg, newOwnerIndex(snap.Apps))
+}
+
+// derive is Derive with the apps' owner index made by the caller, who may keep it while
+// the apps do not change (Engine).
+func derive(snap reconcile.Snapshot, increases []Increase, cfg Config, owners ownerIndex) Result {
 	d := deriver{byKey: map[problemKey]int{}, supp: newSuppression(snap, cfg.Ignore)}
-	owners := newOwnerIndex(snap.Apps)
 	d.apps(snap, owners)
 	explained := rejecting(snap.Istiods, increases)
 	d.unexplained = len(explained)
@@ -127,7 +132,15 @@ type ownerIndex struct {
 }
 
 func newOwnerIndex(apps []reconcile.App) ownerIndex {
-	ix := ownerIndex{byObject: map[reconcile.ObjectRef]reconcile.AppKey{}, byName: map[string][]reconcile.AppKey{}, apps: map[reconcile.AppKey]reconcile.App{}}
+	objects := 0
+	for _, a := range apps {
+		objects += len(a.Objects)
+	}
+	ix := ownerIndex{
+		byObject: make(map[reconcile.ObjectRef]reconcile.AppKey, objects),
+		byName:   make(map[string][]reconcile.AppKey, len(apps)),
+		apps:     make(map[reconcile.AppKey]reconcile.App, len(apps)),
+	}
 	for _, a := range apps {
 		ix.apps[a.Key] = a
 		ix.byName[a.Key.Name] = append(ix.byName[a.Key.Name], a.Key)

@@ -59,7 +59,13 @@ func (e *Engine) Evaluate(snap reconcile.Snapshot) []Transition {
 	now := e.now()
 	inc := e.signals.Observe(snap.Istiods, now, e.cfg.SignalWindow)
 	if !e.last.same(snap.Versions, inc) {
-		e.last = derivation{increases: inc, result: Derive(snap, inc, e.cfg)}
+		// The owner index is kept while the apps are the same: a change in flight moves
+		// the changes many times a second, the apps seldom.
+		owners := e.last.owners
+		if snap.Versions == nil || e.last.versions == nil || snap.Versions.Apps != e.last.versions.Apps {
+			owners = newOwnerIndex(snap.Apps)
+		}
+		e.last = derivation{increases: inc, owners: owners, result: derive(snap, inc, e.cfg, owners)}
 		if snap.Versions != nil {
 			v := *snap.Versions
 			e.last.versions = &v
@@ -72,6 +78,7 @@ func (e *Engine) Evaluate(snap reconcile.Snapshot) []Transition {
 type derivation struct {
 	versions  *reconcile.Versions
 	increases []Increase
+	owners    ownerIndex
 	result    Result
 }
 

@@ -68,12 +68,20 @@ func newSuppression(snap reconcile.Snapshot, rules []IgnoreRule) suppression {
 	}
 	// Objects carry the latest annotation of every object, so they are read last and win
 	// over a change recorded earlier.
+	// Only annotated objects are kept: a fleet has tens of thousands of objects and few
+	// annotations.
 	raw := map[reconcile.ObjectRef]string{}
 	for _, p := range snap.Changes {
-		raw[p.Change.Ref] = p.Change.Ignore
+		if p.Change.Ignore != "" {
+			raw[p.Change.Ref] = p.Change.Ignore
+		}
 	}
 	for _, c := range snap.Objects {
-		raw[c.Ref] = c.Ignore
+		if c.Ignore != "" {
+			raw[c.Ref] = c.Ignore
+		} else if len(raw) > 0 {
+			delete(raw, c.Ref)
+		}
 	}
 	for ref, v := range raw {
 		if codes := ParseIgnore(v); len(codes) > 0 {
