@@ -30,9 +30,19 @@ func (d *deriver) checks(snap reconcile.Snapshot, owners ownerIndex) {
 		}
 		return
 	}
-	objects := make(map[reconcile.ObjectRef]reconcile.MeshChange, len(snap.Objects))
+	if len(run.Results) == 0 {
+		return
+	}
+	// The objects the results name, for their owners: a fleet has tens of thousands of
+	// objects and a handful of results.
+	objects := make(map[reconcile.ObjectRef]reconcile.MeshChange, len(run.Results))
+	for _, r := range run.Results {
+		objects[r.Object] = reconcile.MeshChange{Ref: r.Object}
+	}
 	for _, c := range snap.Objects {
-		objects[c.Ref] = c
+		if _, ok := objects[c.Ref]; ok {
+			objects[c.Ref] = c
+		}
 	}
 	type key struct {
 		code string
@@ -50,10 +60,7 @@ func (d *deriver) checks(snap reconcile.Snapshot, owners ownerIndex) {
 	for _, k := range order {
 		rs := grouped[k]
 		subj := Subject{Object: k.ref}
-		c, ok := objects[k.ref]
-		if !ok {
-			c = reconcile.MeshChange{Ref: k.ref}
-		}
+		c := objects[k.ref]
 		if a, ok := owners.owner(c); ok {
 			subj.App = a.Key
 		}
