@@ -458,7 +458,13 @@ func (a *app) ready(w http.ResponseWriter, _ *http.Request) {
 
 // findingsIdle is how often findings are derived when nothing arrived and no verdict
 // moved: their timers are a minute and more, except in tests, which wait for them.
-const findingsIdle = 5 * time.Second
+// findingsGap is the least time between two passes for news that moved no verdict: while
+// a change is in flight istiod is read several times a second, and each read would
+// otherwise derive every finding again. A verdict that moved is derived at once.
+const (
+	findingsIdle = 5 * time.Second
+	findingsGap  = time.Second
+)
 
 // evaluate recomputes propagation whenever an observation arrives and at least every
 // second (grace periods expire without any event). While a change is in flight istiod is
@@ -477,6 +483,7 @@ func (a *app) evaluate(ctx context.Context) error {
 	fast := false
 	var lastFindings time.Time
 	var lastTransitions uint64
+	pending := false // news not derived yet
 	for {
 		news := true
 		select {
@@ -491,11 +498,13 @@ func (a *app) evaluate(ctx context.Context) error {
 		a.store.Evaluate(now)
 		found := time.Now()
 		a.evalMetrics.Observe("propagation", found.Sub(now))
-		// Findings are derived when something arrived or a verdict moved, and otherwise
-		// every findingsIdle for their timers (for, resolveAfter): deriving them every
-		// second over a fleet's objects and apps was most of an idle meshdrift's CPU.
-		if n := a.store.Transitions(); news || n != lastTransitions || now.Sub(lastFindings) >= findingsIdle {
-			lastTransitions, lastFindings = n, now
+		// Findings are derived at once when a verdict moved, within findingsGap when
+		// something else arrived, and otherwise every findingsIdle for their timers (for,
+		// resolveAfter). A pass over an unchanged snapshot reuses the last derivation
+		// (findings.Engine), so idle passes cost the lifecycle alone.
+		pending = pending || news
+		if n := a.store.Transitions(); n != lastTransitions || (pending && now.Sub(lastFindings) >= findingsGap) || now.Sub(lastFindings) >= findingsIdle {
+			lastTransitions, lastFindings, pending = n, now, false
 			a.evaluateFindings(now)
 			a.evalMetrics.Observe("findings", time.Since(found))
 		}
