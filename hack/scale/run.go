@@ -242,7 +242,12 @@ alerting:
 			saveProfile(ctx, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(o.steady.Seconds())), o.profileDir, "meshdrift-cpu-steady.pb.gz", o.steady+30*time.Second)
 		}()
 	}
-	st, err := steadyState(ctx, o, rep, kube, istiod, base, md.cmd.Process.Pid, len(addresses))
+	// From here on Argo CD's refreshes run as they do in production (refresh.go).
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	defer stopRefresh()
+	var refreshes refresher
+	go refreshes.run(refreshCtx, dyn, o.apps)
+	st, err := steadyState(ctx, o, rep, kube, istiod, base, md.cmd.Process.Pid, len(addresses), &refreshes)
 	if err != nil {
 		return err
 	}
