@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -22,8 +21,10 @@ type AppKey struct {
 	Name      string
 }
 
+// String is "<source>/<kind>/<namespace>/<name>". It is a sort key at fleet scale, hence
+// concatenation rather than fmt.
 func (k AppKey) String() string {
-	return fmt.Sprintf("%s/%s/%s/%s", k.Source, k.Kind, k.Namespace, k.Name)
+	return string(k.Source) + "/" + k.Kind + "/" + k.Namespace + "/" + k.Name
 }
 
 // AppState is the source-agnostic summary of what the GitOps tool says about an app.
@@ -52,15 +53,17 @@ type ObjectRef struct {
 	Name      string
 }
 
+// String is "<group>/<kind>/[<namespace>/]<name>", group "core" for the core group. It
+// is a sort key at fleet scale, hence concatenation rather than fmt.
 func (r ObjectRef) String() string {
 	g := r.Group
 	if g == "" {
 		g = "core"
 	}
 	if r.Namespace == "" {
-		return fmt.Sprintf("%s/%s/%s", g, r.Kind, r.Name)
+		return g + "/" + r.Kind + "/" + r.Name
 	}
-	return fmt.Sprintf("%s/%s/%s/%s", g, r.Kind, r.Namespace, r.Name)
+	return g + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
 }
 
 // OwnedObject is an object an app manages, with what the tool says of it where it says

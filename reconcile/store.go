@@ -70,6 +70,7 @@ type snapshotCache struct {
 	istiods []IstiodView
 	changes []Propagation
 	rollup  []Rollup
+	owners  *appOwners // of apps
 }
 
 // NewStore returns an empty store. observer may be nil.
@@ -533,6 +534,7 @@ func (s *Store) Snapshot() Snapshot {
 			c.apps = append(c.apps, a)
 		}
 		sortByKey(c.apps, func(a App) string { return a.Key.String() })
+		c.owners = newAppOwners(c.apps)
 	}
 	if !c.built || c.at.sources != v.sources {
 		c.sources = make([]SourceStatus, 0, len(s.sources))
@@ -556,7 +558,7 @@ func (s *Store) Snapshot() Snapshot {
 		sortByKey(c.changes, func(p Propagation) string { return p.Change.Ref.String() })
 	}
 	if !c.built || c.at.apps != v.apps || c.at.changes != v.changes {
-		c.rollup = rollupByApp(c.apps, c.changes)
+		c.rollup = c.owners.rollup(c.apps, c.changes)
 	}
 	c.built, c.at = true, v
 	return Snapshot{
@@ -570,42 +572,74 @@ func (s *Store) Snapshot() Snapshot {
 // objects and keys: comparing every app with every change is quadratic at fleet scale
 // (5,000 apps and 10,000 changes held).
 func rollupByApp(apps []App, changes []Propagation) []Rollup {
-	type ownerName struct {
-		source     Source
-		kind, name string
+	return newAppOwners(apps).rollup(apps, changes)
+}
+
+// appOwners indexes apps (by their position in a slice) by the objects they list and
+// by their names, for the owners of a change. The store keeps it while the apps do not
+// change: changes move many times a second while one is in flight, apps seldom.
+type appOwners struct {
+	byObject map[ObjectRef][]int32
+	byName   map[ownerName][]int32
+}
+
+type ownerName struct {
+	source     Source
+	kind, name string
+}
+
+func newAppOwners(apps []App) *appOwners {
+	n := 0
+	for _, a := range apps {
+		n += len(a.Objects)
 	}
-	byObject := map[ObjectRef][]int{}
-	byName := map[ownerName][]int{}
+	ix := &appOwners{byObject: make(map[ObjectRef][]int32, n), byName: make(map[ownerName][]int32, len(apps))}
 	for i, a := range apps {
 		for _, o := range a.Objects {
-			if l := byObject[o.Ref]; len(l) == 0 || l[len(l)-1] != i {
-				byObject[o.Ref] = append(l, i)
+			if l := ix.byObject[o.Ref]; len(l) == 0 || l[len(l)-1] != int32(i) {
+				ix.byObject[o.Ref] = append(l, int32(i))
 			}
 		}
-		n := ownerName{a.Key.Source, a.Key.Kind, a.Key.Name}
-		byName[n] = append(byName[n], i)
+		k := ownerName{a.Key.Source, a.Key.Kind, a.Key.Name}
+		ix.byName[k] = append(ix.byName[k], int32(i))
 	}
-	props := make([][]Propagation, len(apps))
-	var owners []int
-	for _, p := range changes {
-		owners = append(owners[:0], byObject[p.Change.Ref]...)
+	return ix
+}
+
+// rollup rolls changes up over apps, which ix indexes.
+func (ix *appOwners) rollup(apps []App, changes []Propagation) []Rollup {
+	type owned struct{ app, change int32 }
+	pairs := make([]owned, 0, len(changes))
+	var owners []int32
+	for j, p := range changes {
+		owners = append(owners[:0], ix.byObject[p.Change.Ref]...)
 		if o := p.Change.GitOpsOwner; o.Name != "" {
-			owners = append(owners, byName[ownerName{o.Source, o.Kind, o.Name}]...)
+			owners = append(owners, ix.byName[ownerName{o.Source, o.Kind, o.Name}]...)
 		}
 		slices.Sort(owners)
 		owners = slices.Compact(owners)
 		for _, i := range owners {
 			// The index narrows; ownedBy decides, so both keep one rule.
 			if ownedBy(p.Change, apps[i]) {
-				props[i] = append(props[i], p)
+				pairs = append(pairs, owned{i, int32(j)})
 			}
 		}
 	}
-	var out []Rollup
-	for i, a := range apps {
-		if len(props[i]) > 0 {
-			out = append(out, rollup(a, props[i]))
+	slices.SortFunc(pairs, func(a, b owned) int {
+		if a.app != b.app {
+			return int(a.app - b.app)
 		}
+		return int(a.change - b.change)
+	})
+	var out []Rollup
+	var props []Propagation // reused: rollup keeps none of it
+	for k := 0; k < len(pairs); {
+		i := pairs[k].app
+		props = props[:0]
+		for ; k < len(pairs) && pairs[k].app == i; k++ {
+			props = append(props, changes[pairs[k].change])
+		}
+		out = append(out, rollup(apps[i], props))
 	}
 	return out
 }
