@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,7 +32,7 @@ func appOf(t testing.TB, obj any) (reconcile.App, string) {
 	t.Helper()
 	switch o := obj.(type) {
 	case *cachedApplication:
-		return appview.ToApp(o.view, time.Time{}), ""
+		return o.app, ""
 	case *unstructured.Unstructured:
 		a, err := appview.FromUnstructured(o)
 		if err != nil {
@@ -115,12 +116,12 @@ func TestTrimApplicationKeepsWhatObserveReads(t *testing.T) {
 	}
 }
 
-func TestTrimApplicationDropsWhatIsNotRead(t *testing.T) {
+func TestTrimApplicationCachesTheApp(t *testing.T) {
 	u := bloated(t, fixture(t, "operation-failed.json", "argocd", "reviews"))
 	u.SetResourceVersion("4711")
 	got, ok := trimmedApp(t, u).(*cachedApplication)
 	if !ok {
-		t.Fatalf("not cached as a view: %T", trimmedApp(t, u))
+		t.Fatalf("not cached as an App: %T", trimmedApp(t, u))
 	}
 	key, err := cache.MetaNamespaceKeyFunc(got)
 	if err != nil || key != "argocd/reviews" || got.GetResourceVersion() != "4711" {
@@ -129,23 +130,38 @@ func TestTrimApplicationDropsWhatIsNotRead(t *testing.T) {
 	if got.GetObjectKind().GroupVersionKind().Kind != appview.Kind {
 		t.Errorf("kind %v", got.GetObjectKind().GroupVersionKind())
 	}
-	v := got.view
-	if diff := cmp.Diff(map[string]string{appview.AnnotationRefresh: "normal", reconcile.AnnotationIgnore: "MD0801"}, v.Metadata.Annotations); diff != "" {
-		t.Errorf("annotations (-want +got):\n%s", diff)
+	// Nothing but what the informer keys by is left in the metadata.
+	if got.GetAnnotations() != nil || got.GetManagedFields() != nil || got.GetLabels() != nil || got.GetUID() != "" {
+		t.Errorf("metadata keeps more than the key: %+v", got.ObjectMeta)
 	}
-	if len(v.Status.History) != 1 || v.Status.History[0].Revision != strings.Repeat("a", 39)+"6" {
-		t.Errorf("history %+v, want only the latest (id 20, the last of two)", v.Status.History)
+	if !got.app.ObservedAt.IsZero() {
+		t.Errorf("the cached App carries an observation time: %s", got.app.ObservedAt)
 	}
-	if op := v.Status.OperationState; op == nil || op.SyncResult == nil || op.SyncResult.Revision == "" || op.SyncResult.Resources != nil {
-		t.Errorf("operationState %+v: want the sync result's revision without its resources", op)
-	}
-	if len(v.Status.Resources) == 0 {
-		t.Error("status.resources lost")
+	if len(got.app.Objects) == 0 || got.app.Ignore != "MD0801" || !got.app.Stale {
+		t.Errorf("the fixture does not exercise the App: %+v", got.app)
 	}
 	c := got.DeepCopyObject().(*cachedApplication)
 	c.Name = "other"
 	if got.Name != "reviews" {
 		t.Error("DeepCopyObject shares metadata")
+	}
+}
+
+// TestTrimApplicationInternsObjects: the strings that repeat across apps (group, kind,
+// namespace, sync and health) are held once, not once per app.
+func TestTrimApplicationInternsObjects(t *testing.T) {
+	a := trimmedApp(t, fixture(t, "synced-healthy.json", "argocd", "one")).(*cachedApplication)
+	b := trimmedApp(t, fixture(t, "synced-healthy.json", "argocd", "two")).(*cachedApplication)
+	if len(a.app.Objects) == 0 || len(a.app.Objects) != len(b.app.Objects) {
+		t.Fatalf("objects %d and %d", len(a.app.Objects), len(b.app.Objects))
+	}
+	for i, oa := range a.app.Objects {
+		ob := b.app.Objects[i]
+		for _, p := range [][2]string{{oa.Ref.Group, ob.Ref.Group}, {oa.Ref.Kind, ob.Ref.Kind}, {oa.Ref.Namespace, ob.Ref.Namespace}, {oa.Sync, ob.Sync}, {oa.Health, ob.Health}} {
+			if p[0] != "" && unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+				t.Errorf("object %d: %q is held twice", i, p[0])
+			}
+		}
 	}
 }
 
