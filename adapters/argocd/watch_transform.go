@@ -60,6 +60,10 @@ func trimApplication(obj any) (any, error) {
 		return u, nil
 	}
 	app := appview.ToApp(a, time.Time{})
+	app.Reason = intern(app.Reason)
+	if app.AppliedRevision == app.DesiredRevision {
+		app.AppliedRevision = app.DesiredRevision // held once
+	}
 	internObjects(app.Objects)
 	c := &cachedApplication{
 		TypeMeta:   metav1.TypeMeta{APIVersion: appview.APIVersion, Kind: appview.Kind},

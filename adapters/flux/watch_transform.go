@@ -1,7 +1,9 @@
 package flux
 
 import (
+	"strings"
 	"time"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -120,10 +122,36 @@ func compactFluxObject(kind string, obj any) (any, error) {
 		return obj, err
 	}
 	app, err := decodeApp(kind, u, time.Time{})
+	compactApp(&app)
 	return &cachedFluxApp{
 		TypeMeta:   metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
 		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion()},
 		app:        app,
 		err:        err,
 	}, nil
+}
+
+// compactApp lets the cached App hold its strings with as little as it can: the strings
+// that repeat across apps (an object's group, kind and namespace, the condition reason)
+// once for the process, an object's name on its own rather than as part of its inventory
+// id (which a substring would keep whole), and equal revisions once.
+func compactApp(app *reconcile.App) {
+	app.Reason = intern(app.Reason)
+	if app.AppliedRevision == app.DesiredRevision {
+		app.AppliedRevision = app.DesiredRevision
+	}
+	for i := range app.Objects {
+		r := &app.Objects[i].Ref
+		r.Group, r.Kind, r.Namespace = intern(r.Group), intern(r.Kind), intern(r.Namespace)
+		r.Name = strings.Clone(r.Name)
+	}
+}
+
+// intern returns the process's one copy of s. unique drops a value once no handle
+// holds it, so a copy lives as long as the values made from it between two collections.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }

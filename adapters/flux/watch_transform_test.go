@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -192,5 +193,29 @@ func TestCompactFluxObjectKeepsDecodeErrors(t *testing.T) {
 	cp.Name = "changed"
 	if c.Name != "a" {
 		t.Error("DeepCopyObject shares metadata")
+	}
+}
+
+// TestCompactFluxObjectInternsObjects: the strings that repeat across apps (an object's
+// group, kind and namespace) are held once, not once per app.
+func TestCompactFluxObjectInternsObjects(t *testing.T) {
+	cached := func() *cachedFluxApp {
+		out, err := compactFluxObject(KindHelmRelease, informerObject(t, []byte(helmReleaseWithHistory)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(*cachedFluxApp)
+	}
+	a, b := cached(), cached()
+	if len(a.app.Objects) == 0 || len(a.app.Objects) != len(b.app.Objects) {
+		t.Fatalf("objects %d and %d", len(a.app.Objects), len(b.app.Objects))
+	}
+	for i, oa := range a.app.Objects {
+		ob := b.app.Objects[i]
+		for _, p := range [][2]string{{oa.Ref.Group, ob.Ref.Group}, {oa.Ref.Kind, ob.Ref.Kind}, {oa.Ref.Namespace, ob.Ref.Namespace}} {
+			if p[0] != "" && unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+				t.Errorf("object %d: %q is held twice", i, p[0])
+			}
+		}
 	}
 }
