@@ -99,8 +99,11 @@ func TestTrimObjectDropsWhatIsNotRead(t *testing.T) {
 	if _, ok := got.GetAnnotations()[AnnotationLastApplied]; ok {
 		t.Error("last-applied annotation kept")
 	}
-	wantAnn := orig.GetAnnotations()
-	delete(wantAnn, AnnotationLastApplied)
+	// Of the annotations, the ones read: Argo CD's tracking id and the ignore list.
+	wantAnn := map[string]string{
+		argoTrackingAnnotation:     orig.GetAnnotations()[argoTrackingAnnotation],
+		reconcile.AnnotationIgnore: orig.GetAnnotations()[reconcile.AnnotationIgnore],
+	}
 	if diff := cmp.Diff(wantAnn, got.GetAnnotations()); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
@@ -313,9 +316,19 @@ func TestTrimObjectPassesOtherTypes(t *testing.T) {
 func TestMeshObjectDeepCopy(t *testing.T) {
 	o := compacted(t, editedVirtualService(t))
 	c := o.DeepCopyObject().(*meshObject)
-	c.Labels["app"] = "changed"
-	if o.Labels["app"] != "reviews" {
+	l := c.GetLabels()
+	l["app"] = "changed"
+	if o.GetLabels()["app"] != "reviews" {
+		t.Error("GetLabels hands out the cached labels")
+	}
+	c.SetLabels(l)
+	if o.GetLabels()["app"] != "reviews" || c.GetLabels()["app"] != "changed" {
 		t.Error("DeepCopyObject shares labels")
+	}
+	now := metav1.Now()
+	c.SetDeletionTimestamp(&now)
+	if o.GetDeletionTimestamp() != nil {
+		t.Error("DeepCopyObject shares the deletion timestamp")
 	}
 	if c.GroupVersionKind() != o.GroupVersionKind() || string(c.content) != string(o.content) {
 		t.Error("DeepCopyObject lost type or content")
