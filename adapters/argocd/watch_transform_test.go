@@ -1,6 +1,7 @@
 package argocd
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,27 @@ func fixtures(t *testing.T) []*unstructured.Unstructured {
 		}
 		out = append(out, u, bloated(t, u))
 	}
+	// The items of a list Argo CD's API server returned: Applications as its controller
+	// writes them, without apiVersion and kind, as list items come.
+	data, err := os.ReadFile(filepath.Join("testdata", "applications.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Items []map[string]any }
+	if err := json.Unmarshal(data, &list); err != nil || len(list.Items) == 0 {
+		t.Fatalf("testdata/applications.json: %d items, %v", len(list.Items), err)
+	}
+	for _, item := range list.Items {
+		raw, err := json.Marshal(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(append([]byte(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Application",`), raw[1:]...)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u, bloated(t, u))
+	}
 	return out
 }
 
@@ -185,5 +207,36 @@ func TestTrimApplicationKeepsDecodeErrors(t *testing.T) {
 	}
 	if _, err := trimApplication("not an object"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestObserveReportsTheCachedApp: observe reports the cached App with the time it
+// observed it, and hands over the cached objects rather than a copy, so that the cache
+// and the sink hold an app's objects once.
+func TestObserveReportsTheCachedApp(t *testing.T) {
+	sink := newRecordingSink()
+	w, err := New(WatcherConfig{}, fakeDynamic(), argoDiscovery(), sink, newRecordingSources(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return at }
+	u := fixture(t, "synced-healthy.json", "team-a", "reviews")
+	c := trimmedApp(t, u).(*cachedApplication)
+	w.observe(c)
+	a, _ := appview.FromUnstructured(u)
+	want := appview.ToApp(a, at)
+	if len(sink.events) != 1 {
+		t.Fatalf("%d events, want 1", len(sink.events))
+	}
+	got := sink.events[0].app
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("App (-full +observed):\n%s", diff)
+	}
+	if len(got.Objects) == 0 || &got.Objects[0] != &c.app.Objects[0] {
+		t.Error("observe copied the cached objects")
+	}
+	if !c.app.ObservedAt.IsZero() {
+		t.Error("observe changed the cached App")
 	}
 }
