@@ -461,7 +461,7 @@ func (w *Watcher) forget(obj any) {
 	var ns, name string
 	switch o := obj.(type) {
 	case *cachedApplication:
-		ns, name = o.Namespace, o.Name
+		ns, name = o.app.Key.Namespace, o.app.Key.Name
 	case *unstructured.Unstructured:
 		ns, name = o.GetNamespace(), o.GetName()
 	case cache.DeletedFinalStateUnknown:

@@ -24,19 +24,25 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // 130 KB (see BenchmarkArgoAppsHeap).
 type cachedApplication struct {
 	metav1.TypeMeta
-	// ObjectMeta holds what the informer keys and orders by: name, namespace,
-	// resourceVersion.
-	metav1.ObjectMeta
+	// resourceVersion, with app.Key's namespace and name, is what the informer keys and
+	// orders by (GetObjectMeta).
+	resourceVersion string
 	// app has no ObservedAt: observe sets it on its copy. app is never changed after
 	// trimApplication, so copies (and the sink) share its Objects.
 	app reconcile.App
 }
 
+// GetObjectMeta implements metav1.ObjectMetaAccessor, through which the informer reads
+// an object's key and resource version: a typed ObjectMeta in every cached object would
+// take more than the rest of a small app.
+func (c *cachedApplication) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: c.app.Key.Name, Namespace: c.app.Key.Namespace, ResourceVersion: c.resourceVersion}
+}
+
 // DeepCopyObject implements runtime.Object.
 func (c *cachedApplication) DeepCopyObject() runtime.Object {
-	out := &cachedApplication{TypeMeta: c.TypeMeta, app: c.app}
-	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	return out
+	out := *c
+	return &out
 }
 
 // trimApplication is the informers' transform (cache.TransformFunc): it replaces an
@@ -66,9 +72,9 @@ func trimApplication(obj any) (any, error) {
 	}
 	internObjects(app.Objects)
 	c := &cachedApplication{
-		TypeMeta:   metav1.TypeMeta{APIVersion: appview.APIVersion, Kind: appview.Kind},
-		ObjectMeta: metav1.ObjectMeta{Name: a.Metadata.Name, Namespace: a.Metadata.Namespace, ResourceVersion: a.Metadata.ResourceVersion},
-		app:        app,
+		TypeMeta:        metav1.TypeMeta{APIVersion: appview.APIVersion, Kind: appview.Kind},
+		resourceVersion: a.Metadata.ResourceVersion,
+		app:             app,
 	}
 	return c, nil
 }

@@ -123,8 +123,8 @@ func TestTrimFluxObjectKeepsWhatDecodeAppReads(t *testing.T) {
 		if diff := cmp.Diff(want, cached); diff != "" || (wantErr == nil) != (c.err == nil) {
 			t.Errorf("%s: cached App (-full +cached):\n%s\nerror %v, cached %v", o.name, diff, wantErr, c.err)
 		}
-		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != o.u.GetNamespace()+"/"+o.u.GetName() || c.GetResourceVersion() != o.u.GetResourceVersion() {
-			t.Errorf("%s: informer key %q (%v), resource version %q", o.name, key, err, c.GetResourceVersion())
+		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != o.u.GetNamespace()+"/"+o.u.GetName() || c.GetObjectMeta().GetResourceVersion() != o.u.GetResourceVersion() {
+			t.Errorf("%s: informer key %q (%v), resource version %q", o.name, key, err, c.GetObjectMeta().GetResourceVersion())
 		}
 	}
 	hr := objects[len(objects)-1].u
@@ -190,9 +190,9 @@ func TestCompactFluxObjectKeepsDecodeErrors(t *testing.T) {
 		t.Errorf("cached %+v, %v; want %+v, %v", c.app, c.err, want, wantErr)
 	}
 	cp := c.DeepCopyObject().(*cachedFluxApp)
-	cp.Name = "changed"
-	if c.Name != "a" {
-		t.Error("DeepCopyObject shares metadata")
+	cp.resourceVersion = "8"
+	if key, err := cache.MetaNamespaceKeyFunc(cp); err != nil || key != "b/a" || c.GetObjectMeta().GetResourceVersion() != "7" {
+		t.Errorf("DeepCopyObject: key %q (%v), original at version %q", key, err, c.GetObjectMeta().GetResourceVersion())
 	}
 }
 
