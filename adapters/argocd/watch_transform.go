@@ -92,8 +92,9 @@ func internObjects(objs []reconcile.OwnedObject) {
 	}
 }
 
-// intern returns the process's one copy of s. unique drops a value once no handle
-// holds it, so a copy lives as long as the values made from it between two collections.
+// intern returns a shared copy of s. unique forgets a value once no handle holds it,
+// and none is kept here: the strings interned between two garbage collections share one
+// copy, which stays alive as long as any of them does; a later one may get a new copy.
 func intern(s string) string {
 	if s == "" {
 		return ""
