@@ -9,8 +9,8 @@
 //   - Poller lists Applications through Argo CD's API server (APIServerClient), for
 //     installations where meshdrift may not read Application objects in Kubernetes.
 //
-// The Watcher's informers cache each Application as its decoded appview, trimmed to what
-// ToApp reads (trimApplication), rather than as unstructured maps.
+// The Watcher's informers cache each Application as the reconcile.App that observe
+// reports of it (trimApplication), rather than as unstructured maps.
 //
 // Both map an Application with appview.ToApp, report deletions with ForgetApp and report
 // their own reachability as a reconcile.SourceStatus. A source that cannot be read is

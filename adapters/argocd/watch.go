@@ -305,7 +305,7 @@ func (w *Watcher) newScope(namespace string) (*scope, error) {
 		&unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ObjectDescription: appview.APIVersion + " " + appview.Kind},
 	)
-	// The cache keeps every Application: only what observe reads of them, decoded.
+	// The cache keeps every Application: only the App observe reports of each.
 	if err := inf.SetTransform(trimApplication); err != nil {
 		return nil, fmt.Errorf("argo cd watcher: %w", err)
 	}
@@ -412,7 +412,8 @@ func (w *Watcher) reportLocked() {
 func (w *Watcher) observe(obj any) {
 	now := w.now()
 	if c, ok := obj.(*cachedApplication); ok {
-		app := appview.ToApp(c.view, now)
+		app := c.app
+		app.ObservedAt = now
 		w.remember(app.Key)
 		w.sink.ObserveApp(app)
 		return
@@ -460,7 +461,7 @@ func (w *Watcher) forget(obj any) {
 	var ns, name string
 	switch o := obj.(type) {
 	case *cachedApplication:
-		ns, name = o.Namespace, o.Name
+		ns, name = o.app.Key.Namespace, o.app.Key.Name
 	case *unstructured.Unstructured:
 		ns, name = o.GetNamespace(), o.GetName()
 	case cache.DeletedFinalStateUnknown:

@@ -1,6 +1,9 @@
 package argocd
 
 import (
+	"time"
+	"unique"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,36 +15,42 @@ import (
 // annotationLastApplied is client-side kubectl apply's copy of the whole object.
 const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// cachedApplication is how the informers cache an Application: its appview, decoded once
-// by trimApplication, less what ToApp does not read (trimView). The cache keeps every
-// Application of the cluster: as unstructured maps an Application with 50 objects and a
-// history of 10 takes about 130 KB, its trimmed view a fraction of that (see
-// BenchmarkArgoAppsHeap).
+// cachedApplication is how the informers cache an Application: the App that observe
+// reports of it (appview.ToApp), made once by trimApplication, and nothing else. That is
+// exactly what meshdrift reads of an Application, and its Objects slice is the one
+// reconcile's store keeps of the app (observe hands it over as it is), so an app's
+// objects are held once in the process, not once in the cache and once in the store.
+// As unstructured maps an Application with 50 objects and a history of 10 takes about
+// 130 KB (see BenchmarkArgoAppsHeap).
 type cachedApplication struct {
 	metav1.TypeMeta
-	// ObjectMeta holds what the informer keys and orders by: name, namespace,
-	// resourceVersion.
-	metav1.ObjectMeta
-	// view is never changed after trimApplication, so copies share it.
-	view appview.Application
+	// resourceVersion, with app.Key's namespace and name, is what the informer keys and
+	// orders by (GetObjectMeta).
+	resourceVersion string
+	// app has no ObservedAt: observe sets it on its copy. app is never changed after
+	// trimApplication, so copies (and the sink) share its Objects.
+	app reconcile.App
+}
+
+// GetObjectMeta implements metav1.ObjectMetaAccessor, through which the informer reads
+// an object's key and resource version: a typed ObjectMeta in every cached object would
+// take more than the rest of a small app.
+func (c *cachedApplication) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: c.app.Key.Name, Namespace: c.app.Key.Namespace, ResourceVersion: c.resourceVersion}
 }
 
 // DeepCopyObject implements runtime.Object.
 func (c *cachedApplication) DeepCopyObject() runtime.Object {
-	out := &cachedApplication{TypeMeta: c.TypeMeta, view: c.view}
-	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	return out
+	out := *c
+	return &out
 }
 
 // trimApplication is the informers' transform (cache.TransformFunc): it replaces an
-// Application, before the cache keeps it, by its decoded view as a *cachedApplication,
-// without every status.history entry but the one latestHistory picks, the per-object
-// results of the last sync (operationState.syncResult.resources), and every annotation
-// but the refresh and ignore ones. observe's result is the same as on the full object;
-// the fields the view omits (the project, destination, sync options, versions and sync
-// waves of status.resources, managedFields, ...) never reach the cache. An object the
-// view cannot decode stays an *unstructured.Unstructured, without managedFields and the
-// last-applied annotation, for observe to report the decoding error.
+// Application, before the cache keeps it, by the App observe reports of it, as a
+// *cachedApplication. observe's result is the same as on the full object (see
+// TestTrimApplicationKeepsWhatObserveReads). An object the view cannot decode stays an
+// *unstructured.Unstructured, without managedFields and the last-applied annotation, for
+// observe to report the decoding error.
 func trimApplication(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -56,39 +65,39 @@ func trimApplication(obj any) (any, error) {
 		}
 		return u, nil
 	}
-	trimView(&a)
+	app := appview.ToApp(a, time.Time{})
+	app.Reason = intern(app.Reason)
+	if app.AppliedRevision == app.DesiredRevision {
+		app.AppliedRevision = app.DesiredRevision // held once
+	}
+	internObjects(app.Objects)
 	c := &cachedApplication{
-		TypeMeta:   metav1.TypeMeta{APIVersion: appview.APIVersion, Kind: appview.Kind},
-		ObjectMeta: metav1.ObjectMeta{Name: a.Metadata.Name, Namespace: a.Metadata.Namespace, ResourceVersion: a.Metadata.ResourceVersion},
-		view:       a,
+		TypeMeta:        metav1.TypeMeta{APIVersion: appview.APIVersion, Kind: appview.Kind},
+		resourceVersion: a.Metadata.ResourceVersion,
+		app:             app,
 	}
 	return c, nil
 }
 
-// trimView drops from a decoded Application what ToApp does not read.
-func trimView(a *appview.Application) {
-	var ann map[string]string
-	for _, k := range []string{appview.AnnotationRefresh, reconcile.AnnotationIgnore} {
-		if v, ok := a.Metadata.Annotations[k]; ok {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[k] = v
-		}
+// internObjects shares, across apps, the strings of objects that repeat: group, kind,
+// namespace, sync and health status. Only names are the object's own.
+func internObjects(objs []reconcile.OwnedObject) {
+	for i := range objs {
+		o := &objs[i]
+		o.Ref.Group = intern(o.Ref.Group)
+		o.Ref.Kind = intern(o.Ref.Kind)
+		o.Ref.Namespace = intern(o.Ref.Namespace)
+		o.Sync = intern(o.Sync)
+		o.Health = intern(o.Health)
 	}
-	a.Metadata.Annotations = ann
-	if h := a.Status.History; len(h) > 1 {
-		// latestHistory's pick: the highest ID, the last of equal ones.
-		latest := 0
-		for i := range h {
-			if h[i].ID >= h[latest].ID {
-				latest = i
-			}
-		}
-		// A copy: a subslice would keep the whole history alive.
-		a.Status.History = []appview.RevisionHistory{h[latest]}
+}
+
+// intern returns a shared copy of s. unique forgets a value once no handle holds it,
+// and none is kept here: the strings interned between two garbage collections share one
+// copy, which stays alive as long as any of them does; a later one may get a new copy.
+func intern(s string) string {
+	if s == "" {
+		return ""
 	}
-	if op := a.Status.OperationState; op != nil && op.SyncResult != nil {
-		op.SyncResult.Resources = nil
-	}
+	return unique.Make(s).Value()
 }

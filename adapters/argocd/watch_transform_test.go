@@ -1,11 +1,13 @@
 package argocd
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,7 +33,7 @@ func appOf(t testing.TB, obj any) (reconcile.App, string) {
 	t.Helper()
 	switch o := obj.(type) {
 	case *cachedApplication:
-		return appview.ToApp(o.view, time.Time{}), ""
+		return o.app, ""
 	case *unstructured.Unstructured:
 		a, err := appview.FromUnstructured(o)
 		if err != nil {
@@ -97,6 +99,27 @@ func fixtures(t *testing.T) []*unstructured.Unstructured {
 		}
 		out = append(out, u, bloated(t, u))
 	}
+	// The items of a list Argo CD's API server returned: Applications as its controller
+	// writes them, without apiVersion and kind, as list items come.
+	data, err := os.ReadFile(filepath.Join("testdata", "applications.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Items []map[string]any }
+	if err := json.Unmarshal(data, &list); err != nil || len(list.Items) == 0 {
+		t.Fatalf("testdata/applications.json: %d items, %v", len(list.Items), err)
+	}
+	for _, item := range list.Items {
+		raw, err := json.Marshal(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(append([]byte(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Application",`), raw[1:]...)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u, bloated(t, u))
+	}
 	return out
 }
 
@@ -115,37 +138,48 @@ func TestTrimApplicationKeepsWhatObserveReads(t *testing.T) {
 	}
 }
 
-func TestTrimApplicationDropsWhatIsNotRead(t *testing.T) {
+func TestTrimApplicationCachesTheApp(t *testing.T) {
 	u := bloated(t, fixture(t, "operation-failed.json", "argocd", "reviews"))
 	u.SetResourceVersion("4711")
 	got, ok := trimmedApp(t, u).(*cachedApplication)
 	if !ok {
-		t.Fatalf("not cached as a view: %T", trimmedApp(t, u))
+		t.Fatalf("not cached as an App: %T", trimmedApp(t, u))
 	}
 	key, err := cache.MetaNamespaceKeyFunc(got)
-	if err != nil || key != "argocd/reviews" || got.GetResourceVersion() != "4711" {
-		t.Errorf("the informer's key and version lost: %q (%v) at %q", key, err, got.GetResourceVersion())
+	if err != nil || key != "argocd/reviews" || got.GetObjectMeta().GetResourceVersion() != "4711" {
+		t.Errorf("the informer's key and version lost: %q (%v) at %q", key, err, got.GetObjectMeta().GetResourceVersion())
 	}
 	if got.GetObjectKind().GroupVersionKind().Kind != appview.Kind {
 		t.Errorf("kind %v", got.GetObjectKind().GroupVersionKind())
 	}
-	v := got.view
-	if diff := cmp.Diff(map[string]string{appview.AnnotationRefresh: "normal", reconcile.AnnotationIgnore: "MD0801"}, v.Metadata.Annotations); diff != "" {
-		t.Errorf("annotations (-want +got):\n%s", diff)
+	if !got.app.ObservedAt.IsZero() {
+		t.Errorf("the cached App carries an observation time: %s", got.app.ObservedAt)
 	}
-	if len(v.Status.History) != 1 || v.Status.History[0].Revision != strings.Repeat("a", 39)+"6" {
-		t.Errorf("history %+v, want only the latest (id 20, the last of two)", v.Status.History)
-	}
-	if op := v.Status.OperationState; op == nil || op.SyncResult == nil || op.SyncResult.Revision == "" || op.SyncResult.Resources != nil {
-		t.Errorf("operationState %+v: want the sync result's revision without its resources", op)
-	}
-	if len(v.Status.Resources) == 0 {
-		t.Error("status.resources lost")
+	if len(got.app.Objects) == 0 || got.app.Ignore != "MD0801" || !got.app.Stale {
+		t.Errorf("the fixture does not exercise the App: %+v", got.app)
 	}
 	c := got.DeepCopyObject().(*cachedApplication)
-	c.Name = "other"
-	if got.Name != "reviews" {
+	c.resourceVersion = "4712"
+	if got.GetObjectMeta().GetResourceVersion() != "4711" {
 		t.Error("DeepCopyObject shares metadata")
+	}
+}
+
+// TestTrimApplicationInternsObjects: the strings that repeat across apps (group, kind,
+// namespace, sync and health) are held once, not once per app.
+func TestTrimApplicationInternsObjects(t *testing.T) {
+	a := trimmedApp(t, fixture(t, "synced-healthy.json", "argocd", "one")).(*cachedApplication)
+	b := trimmedApp(t, fixture(t, "synced-healthy.json", "argocd", "two")).(*cachedApplication)
+	if len(a.app.Objects) == 0 || len(a.app.Objects) != len(b.app.Objects) {
+		t.Fatalf("objects %d and %d", len(a.app.Objects), len(b.app.Objects))
+	}
+	for i, oa := range a.app.Objects {
+		ob := b.app.Objects[i]
+		for _, p := range [][2]string{{oa.Ref.Group, ob.Ref.Group}, {oa.Ref.Kind, ob.Ref.Kind}, {oa.Ref.Namespace, ob.Ref.Namespace}, {oa.Sync, ob.Sync}, {oa.Health, ob.Health}} {
+			if p[0] != "" && unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+				t.Errorf("object %d: %q is held twice", i, p[0])
+			}
+		}
 	}
 }
 
@@ -169,5 +203,36 @@ func TestTrimApplicationKeepsDecodeErrors(t *testing.T) {
 	}
 	if _, err := trimApplication("not an object"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestObserveReportsTheCachedApp: observe reports the cached App with the time it
+// observed it, and hands over the cached objects rather than a copy, so that the cache
+// and the sink hold an app's objects once.
+func TestObserveReportsTheCachedApp(t *testing.T) {
+	sink := newRecordingSink()
+	w, err := New(WatcherConfig{}, fakeDynamic(), argoDiscovery(), sink, newRecordingSources(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return at }
+	u := fixture(t, "synced-healthy.json", "team-a", "reviews")
+	c := trimmedApp(t, u).(*cachedApplication)
+	w.observe(c)
+	a, _ := appview.FromUnstructured(u)
+	want := appview.ToApp(a, at)
+	if len(sink.events) != 1 {
+		t.Fatalf("%d events, want 1", len(sink.events))
+	}
+	got := sink.events[0].app
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("App (-full +observed):\n%s", diff)
+	}
+	if len(got.Objects) == 0 || &got.Objects[0] != &c.app.Objects[0] {
+		t.Error("observe copied the cached objects")
+	}
+	if !c.app.ObservedAt.IsZero() {
+		t.Error("observe changed the cached App")
 	}
 }

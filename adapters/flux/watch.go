@@ -438,7 +438,7 @@ func (w *Watcher) onObject(k *kindWatch, obj any) {
 	case *cachedFluxApp:
 		app := o.app
 		app.ObservedAt = w.now()
-		w.emit(k.kind, app, o.err, o.ResourceVersion, true)
+		w.emit(k.kind, app, o.err, o.resourceVersion, true)
 	case *unstructured.Unstructured:
 		w.observe(k.kind, o, true)
 	default:
@@ -450,7 +450,7 @@ func (w *Watcher) onDelete(k *kindWatch, obj any) {
 	var namespace, name, rv string
 	switch o := obj.(type) {
 	case *cachedFluxApp:
-		namespace, name, rv = o.Namespace, o.Name, o.ResourceVersion
+		namespace, name, rv = o.app.Key.Namespace, o.app.Key.Name, o.resourceVersion
 	case *unstructured.Unstructured:
 		namespace, name, rv = o.GetNamespace(), o.GetName(), o.GetResourceVersion()
 	case cache.DeletedFinalStateUnknown:
@@ -462,7 +462,7 @@ func (w *Watcher) onDelete(k *kindWatch, obj any) {
 		}
 		switch last := o.Obj.(type) {
 		case *cachedFluxApp:
-			rv = last.ResourceVersion
+			rv = last.resourceVersion
 		case *unstructured.Unstructured:
 			rv = last.GetResourceVersion()
 		}

@@ -1,7 +1,9 @@
 package flux
 
 import (
+	"strings"
 	"time"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -92,23 +94,32 @@ func liveSnapshot(h []any) []any {
 
 // cachedFluxApp is how the informers cache a Kustomization or HelmRelease: the App
 // decodeApp makes of it, so that the cache holds the parsed inventory instead of its
-// entries as maps, and an event is decoded once.
+// entries as maps, and an event is decoded once. Its Objects slice is the one
+// reconcile's store keeps of the app (the handler hands it over as it is), so an app's
+// objects are held once in the process.
 type cachedFluxApp struct {
+	// TypeMeta's strings are interned.
 	metav1.TypeMeta
-	// ObjectMeta holds what the informer keys and orders by: name, namespace,
-	// resourceVersion.
-	metav1.ObjectMeta
+	// resourceVersion, with app.Key's namespace and name, is what the informer keys and
+	// orders by (GetObjectMeta).
+	resourceVersion string
 	// app has no ObservedAt: the handler sets it. app and err are never changed after
 	// compactFluxObject, so copies share them.
 	app reconcile.App
 	err error
 }
 
+// GetObjectMeta implements metav1.ObjectMetaAccessor, through which the informer reads
+// an object's key and resource version: a typed ObjectMeta in every cached object would
+// take more than the rest of a small app.
+func (c *cachedFluxApp) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: c.app.Key.Name, Namespace: c.app.Key.Namespace, ResourceVersion: c.resourceVersion}
+}
+
 // DeepCopyObject implements runtime.Object.
 func (c *cachedFluxApp) DeepCopyObject() runtime.Object {
-	out := &cachedFluxApp{TypeMeta: c.TypeMeta, app: c.app, err: c.err}
-	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	return out
+	out := *c
+	return &out
 }
 
 // compactFluxObject is the transform of the informer of kind: trimFluxObject, then the
@@ -120,10 +131,37 @@ func compactFluxObject(kind string, obj any) (any, error) {
 		return obj, err
 	}
 	app, err := decodeApp(kind, u, time.Time{})
+	compactApp(&app)
 	return &cachedFluxApp{
-		TypeMeta:   metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
-		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion()},
-		app:        app,
-		err:        err,
+		TypeMeta:        metav1.TypeMeta{APIVersion: intern(u.GetAPIVersion()), Kind: intern(u.GetKind())},
+		resourceVersion: u.GetResourceVersion(),
+		app:             app,
+		err:             err,
 	}, nil
+}
+
+// compactApp lets the cached App hold its strings with as little as it can: the strings
+// that repeat across apps (an object's group, kind and namespace, the condition reason)
+// once for the process, an object's name on its own rather than as part of its inventory
+// id (which a substring would keep whole), and equal revisions once.
+func compactApp(app *reconcile.App) {
+	app.Reason = intern(app.Reason)
+	if app.AppliedRevision == app.DesiredRevision {
+		app.AppliedRevision = app.DesiredRevision
+	}
+	for i := range app.Objects {
+		r := &app.Objects[i].Ref
+		r.Group, r.Kind, r.Namespace = intern(r.Group), intern(r.Kind), intern(r.Namespace)
+		r.Name = strings.Clone(r.Name)
+	}
+}
+
+// intern returns a shared copy of s. unique forgets a value once no handle holds it,
+// and none is kept here: the strings interned between two garbage collections share one
+// copy, which stays alive as long as any of them does; a later one may get a new copy.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }

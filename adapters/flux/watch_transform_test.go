@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -122,8 +123,8 @@ func TestTrimFluxObjectKeepsWhatDecodeAppReads(t *testing.T) {
 		if diff := cmp.Diff(want, cached); diff != "" || (wantErr == nil) != (c.err == nil) {
 			t.Errorf("%s: cached App (-full +cached):\n%s\nerror %v, cached %v", o.name, diff, wantErr, c.err)
 		}
-		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != o.u.GetNamespace()+"/"+o.u.GetName() || c.GetResourceVersion() != o.u.GetResourceVersion() {
-			t.Errorf("%s: informer key %q (%v), resource version %q", o.name, key, err, c.GetResourceVersion())
+		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != o.u.GetNamespace()+"/"+o.u.GetName() || c.GetObjectMeta().GetResourceVersion() != o.u.GetResourceVersion() {
+			t.Errorf("%s: informer key %q (%v), resource version %q", o.name, key, err, c.GetObjectMeta().GetResourceVersion())
 		}
 	}
 	hr := objects[len(objects)-1].u
@@ -189,8 +190,32 @@ func TestCompactFluxObjectKeepsDecodeErrors(t *testing.T) {
 		t.Errorf("cached %+v, %v; want %+v, %v", c.app, c.err, want, wantErr)
 	}
 	cp := c.DeepCopyObject().(*cachedFluxApp)
-	cp.Name = "changed"
-	if c.Name != "a" {
-		t.Error("DeepCopyObject shares metadata")
+	cp.resourceVersion = "8"
+	if key, err := cache.MetaNamespaceKeyFunc(cp); err != nil || key != "b/a" || c.GetObjectMeta().GetResourceVersion() != "7" {
+		t.Errorf("DeepCopyObject: key %q (%v), original at version %q", key, err, c.GetObjectMeta().GetResourceVersion())
+	}
+}
+
+// TestCompactFluxObjectInternsObjects: the strings that repeat across apps (an object's
+// group, kind and namespace) are held once, not once per app.
+func TestCompactFluxObjectInternsObjects(t *testing.T) {
+	cached := func() *cachedFluxApp {
+		out, err := compactFluxObject(KindHelmRelease, informerObject(t, []byte(helmReleaseWithHistory)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(*cachedFluxApp)
+	}
+	a, b := cached(), cached()
+	if len(a.app.Objects) == 0 || len(a.app.Objects) != len(b.app.Objects) {
+		t.Fatalf("objects %d and %d", len(a.app.Objects), len(b.app.Objects))
+	}
+	for i, oa := range a.app.Objects {
+		ob := b.app.Objects[i]
+		for _, p := range [][2]string{{oa.Ref.Group, ob.Ref.Group}, {oa.Ref.Kind, ob.Ref.Kind}, {oa.Ref.Namespace, ob.Ref.Namespace}} {
+			if p[0] != "" && unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+				t.Errorf("object %d: %q is held twice", i, p[0])
+			}
+		}
 	}
 }

@@ -51,12 +51,14 @@
 // (Config.RootNamespace). A spec field of an unexpected shape is skipped.
 //
 // What the informers cache (transform.go): every mesh object of the cluster, so only what
-// is read. compactObject drops kubectl's last-applied-configuration annotation, the status
+// is read. compactObject drops every annotation but Argo CD's tracking id and the ignore
+// list, the metadata nothing reads (uid, finalizers, ownerReferences), the status
 // fields no reader uses (kept: conditions, validationMessages, observedGeneration, Gateway
 // API route parents), and of managedFields all but the entries that own spec fields
 // (kept whole) and the latest other entry per manager (without fieldsV1); it then holds
-// the metadata typed and the spec and status as JSON, decoded again when a change is
-// reported. BenchmarkMeshObjectsHeap measures what that saves.
+// the metadata packed (meshObject: labels as pairs, repeated strings and fieldsV1 trees
+// interned) and the spec and status as JSON, decoded again when a change is reported.
+// BenchmarkMeshObjectsHeap measures what that saves.
 //
 // Namespaces lists namespaces' names and labels through a metadata-only informer, for
 // the revision checks (MD0701); it never reads full Namespace objects.

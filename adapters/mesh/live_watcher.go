@@ -13,10 +13,10 @@ const gatewayAPIGroup = "gateway.networking.k8s.io"
 // write, MD0603). Annotations and the other kinds' managedFields would double what the
 // decoded objects hold for nothing the checks read.
 func checkView(gk schema.GroupKind, o *meshObject) (*unstructured.Unstructured, error) {
-	c := *o // the copy's ObjectMeta may drop fields; the cached object keeps them
-	c.Annotations = nil
+	c := *o // the copy may drop fields; the cached object keeps them
+	c.annotations = nil
 	if gk.Group != gatewayAPIGroup {
-		c.ManagedFields = nil
+		c.managed = nil
 	}
 	return c.toUnstructured()
 }
@@ -51,7 +51,7 @@ func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind
 			case *meshObject:
 				u, err := checkView(gk, o)
 				if err != nil {
-					w.log.Warn("object left out of the checks", "kind", gk.String(), "namespace", o.Namespace, "name", o.Name, "err", err)
+					w.log.Warn("object left out of the checks", "kind", gk.String(), "namespace", o.namespace, "name", o.name, "err", err)
 					continue
 				}
 				objs = append(objs, u)

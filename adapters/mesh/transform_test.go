@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,10 +12,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/meshdrift/meshdrift/reconcile"
 	"github.com/meshdrift/meshdrift/reconcile/checks"
+	"github.com/meshdrift/meshdrift/reconcile/findings"
 )
 
 var vsKind = schema.GroupKind{Group: "networking.istio.io", Kind: "VirtualService"}
@@ -99,8 +102,11 @@ func TestTrimObjectDropsWhatIsNotRead(t *testing.T) {
 	if _, ok := got.GetAnnotations()[AnnotationLastApplied]; ok {
 		t.Error("last-applied annotation kept")
 	}
-	wantAnn := orig.GetAnnotations()
-	delete(wantAnn, AnnotationLastApplied)
+	// Of the annotations, the ones read: Argo CD's tracking id and the ignore list.
+	wantAnn := map[string]string{
+		argoTrackingAnnotation:     orig.GetAnnotations()[argoTrackingAnnotation],
+		reconcile.AnnotationIgnore: orig.GetAnnotations()[reconcile.AnnotationIgnore],
+	}
 	if diff := cmp.Diff(wantAnn, got.GetAnnotations()); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
@@ -263,6 +269,8 @@ func TestTrimObjectKeepsWhatChecksRead(t *testing.T) {
 	orig, trim := checks.NewSnapshot(), checks.NewSnapshot()
 	// Live: the fixtures' status stands for what controllers wrote, as the cache holds it.
 	orig.Live, trim.Live = true, true
+	// Now: the route status check judges lag against it from managedFields.
+	orig.Now, trim.Now = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -274,7 +282,12 @@ func TestTrimObjectKeepsWhatChecksRead(t *testing.T) {
 		}
 		for _, m := range ms {
 			orig.Add(m.Object, m.Origin)
-			trim.Add(trimmed(t, m.Object), m.Origin)
+			// As the live checks read the cache: checkView of the compact object.
+			view, err := checkView(m.Object.GroupVersionKind().GroupKind(), compacted(t, m.Object))
+			if err != nil {
+				t.Fatal(err)
+			}
+			trim.Add(view, m.Origin)
 		}
 	}
 	want, skipped := checks.Run(context.Background(), orig, checks.All())
@@ -284,6 +297,10 @@ func TestTrimObjectKeepsWhatChecksRead(t *testing.T) {
 	}
 	if len(want) == 0 {
 		t.Fatal("the check fixtures raise nothing: the comparison would prove nothing")
+	}
+	// The check that reads managedFields through the view must be among them.
+	if !slices.ContainsFunc(want, func(r checks.Result) bool { return r.Code == findings.CodeRouteStatusStale }) {
+		t.Errorf("no %s among the fixtures' results: the view's managedFields are untested", findings.CodeRouteStatusStale)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("check results (-untrimmed +trimmed):\n%s", diff)
@@ -313,11 +330,129 @@ func TestTrimObjectPassesOtherTypes(t *testing.T) {
 func TestMeshObjectDeepCopy(t *testing.T) {
 	o := compacted(t, editedVirtualService(t))
 	c := o.DeepCopyObject().(*meshObject)
-	c.Labels["app"] = "changed"
-	if o.Labels["app"] != "reviews" {
+	l := c.GetLabels()
+	l["app"] = "changed"
+	if o.GetLabels()["app"] != "reviews" {
+		t.Error("GetLabels hands out the cached labels")
+	}
+	c.SetLabels(l)
+	if o.GetLabels()["app"] != "reviews" || c.GetLabels()["app"] != "changed" {
 		t.Error("DeepCopyObject shares labels")
+	}
+	now := metav1.Now()
+	c.SetDeletionTimestamp(&now)
+	if o.GetDeletionTimestamp() != nil {
+		t.Error("DeepCopyObject shares the deletion timestamp")
 	}
 	if c.GroupVersionKind() != o.GroupVersionKind() || string(c.content) != string(o.content) {
 		t.Error("DeepCopyObject lost type or content")
+	}
+}
+
+// TestMeshObjectKeepsTheMetadataRead packs every version of the captured lifecycle and
+// the edited VirtualService (plus a deletion in progress) and reads the metadata back
+// through metav1.Object, as the handlers do: each field a reader uses is what the
+// trimmed object holds, and the fields dropped are the ones nothing reads.
+func TestMeshObjectKeepsTheMetadataRead(t *testing.T) {
+	var objs []*unstructured.Unstructured
+	for _, s := range capturedLifecycle(t) {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(s.Object); err != nil {
+			t.Fatalf("step %s: %v", s.Step, err)
+		}
+		objs = append(objs, u)
+	}
+	deleting := editedVirtualService(t)
+	deleting.SetDeletionTimestamp(&metav1.Time{Time: t0.Add(time.Hour)})
+	deleting.SetFinalizers([]string{"example.com/hold"})
+	deleting.SetUID("6b1f3a2e-0000-4000-8000-000000000001")
+	objs = append(objs, editedVirtualService(t), deleting)
+	for _, u := range objs {
+		// The reference: the trimmed object as unstructured, metadata typed as the
+		// informers decode it.
+		ref, err := trimObject(u.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want metav1.ObjectMeta
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ref.(*unstructured.Unstructured).Object["metadata"].(map[string]any), &want); err != nil {
+			t.Fatal(err)
+		}
+		var o metav1.Object = compacted(t, u)
+		name := u.GetName() + "@" + u.GetResourceVersion()
+		if o.GetName() != want.Name || o.GetNamespace() != want.Namespace || o.GetResourceVersion() != want.ResourceVersion || o.GetGeneration() != want.Generation {
+			t.Errorf("%s: key, version or generation lost", name)
+		}
+		if diff := cmp.Diff(want.CreationTimestamp, o.GetCreationTimestamp()); diff != "" {
+			t.Errorf("%s: creationTimestamp (-trimmed +packed):\n%s", name, diff)
+		}
+		if diff := cmp.Diff(want.DeletionTimestamp, o.GetDeletionTimestamp()); diff != "" {
+			t.Errorf("%s: deletionTimestamp (-trimmed +packed):\n%s", name, diff)
+		}
+		if diff := cmp.Diff(want.Labels, o.GetLabels()); diff != "" {
+			t.Errorf("%s: labels (-trimmed +packed):\n%s", name, diff)
+		}
+		if diff := cmp.Diff(want.ManagedFields, o.GetManagedFields()); diff != "" {
+			t.Errorf("%s: managedFields (-trimmed +packed):\n%s", name, diff)
+		}
+		for k, v := range want.Annotations {
+			if got, ok := o.GetAnnotations()[k]; keptAnnotations[k] != ok || (ok && got != v) {
+				t.Errorf("%s: annotation %s: kept %v (%q), want kept only if read", name, k, ok, got)
+			}
+		}
+		if o.GetUID() != "" || o.GetFinalizers() != nil || o.GetOwnerReferences() != nil {
+			t.Errorf("%s: unread metadata kept", name)
+		}
+		// What the watcher reports of it.
+		at := t0.Add(2 * time.Hour)
+		for _, deleted := range []bool{false, true} {
+			w := changeOf(vsKind, ref.(*unstructured.Unstructured), "m", at, deleted, false, DefaultRootNamespace)
+			g := changeOf(vsKind, o, "m", at, deleted, false, DefaultRootNamespace)
+			if diff := cmp.Diff(w, g); diff != "" {
+				t.Errorf("%s: MeshChange (-trimmed +packed):\n%s", name, diff)
+			}
+		}
+	}
+	if specChanged(compacted(t, editedVirtualService(t)), compacted(t, deleting)) {
+		t.Error("the start of a deletion reads as a spec change")
+	}
+}
+
+// TestCheckViewIsTheTrimmedObject: what the checks decode from the cache is the trimmed
+// object less the metadata no check reads, for every kind's rule (Gateway API routes
+// keep managedFields, the others do not).
+func TestCheckViewIsTheTrimmedObject(t *testing.T) {
+	for _, gk := range []schema.GroupKind{vsKind, {Group: gatewayAPIGroup, Kind: "HTTPRoute"}} {
+		u := editedVirtualService(t)
+		u.SetUID("6b1f3a2e-0000-4000-8000-000000000001")
+		u.SetFinalizers([]string{"example.com/hold"})
+		want, err := trimObject(u.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want.(*unstructured.Unstructured)
+		w.SetAnnotations(nil)
+		w.SetUID("")
+		w.SetFinalizers(nil)
+		if gk.Group != gatewayAPIGroup {
+			w.SetManagedFields(nil)
+		}
+		got, err := checkView(gk, compacted(t, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both through JSON: the view's integers and times are as the checks see them.
+		wj, _ := w.MarshalJSON()
+		gj, _ := got.MarshalJSON()
+		var wm, gm map[string]any
+		if err := json.Unmarshal(wj, &wm); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(gj, &gm); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wm, gm); diff != "" {
+			t.Errorf("%s: check view (-trimmed +view):\n%s", gk, diff)
+		}
 	}
 }
