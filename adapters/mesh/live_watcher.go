@@ -61,3 +61,20 @@ func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind
 	}
 	return out
 }
+
+// Version counts the changes of the cached objects of the kinds want selects (nil: every
+// kind) and of the kinds watched: it grows after an object is added or deleted, or
+// written (a new resourceVersion, status included), and when a kind starts or stops
+// being watched. A resync is no change. Each change is counted once the informer's store
+// holds it (as its handler runs), so Version read before Objects never misses one.
+func (w *Watcher) Version(want func(schema.GroupKind) bool) uint64 {
+	v := w.kindsVersion.Load()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for gk, c := range w.versions {
+		if want == nil || want(gk) {
+			v += c.Load()
+		}
+	}
+	return v
+}

@@ -38,7 +38,10 @@ type Metadata struct {
 	// are skipped on manifests.
 	NeedsLive bool
 	// NeedsNow is set for checks that measure how long something lasted from
-	// Snapshot.Now: they are skipped when it is zero.
+	// Snapshot.Now: they are skipped when it is zero. Such a check calls
+	// Snapshot.RecheckAt with the time each answer would change by time alone, and its
+	// messages do not depend on Now, so that a run on unchanged inputs may be skipped
+	// until then (Live).
 	NeedsNow bool
 	// IST is the `istioctl analyze` code the check corresponds to, "" when none.
 	IST string

@@ -182,7 +182,7 @@ func TestRouteStatusGrace(t *testing.T) {
 	if got := resultLines(results); !slices.Equal(got, []string{"GRPCRoute default/new status.parents[1].conditions[0].observedGeneration MD0603"}) {
 		t.Errorf("with a 20m grace: %q", got)
 	}
-	want := "parent Gateway default/mesh-gw: ResolvedRefs condition observed generation 0, the route is at generation 1 since 2026-12-03T11:00:00Z (1h0m0s ago); example.com/other has not processed the latest spec"
+	want := "parent Gateway default/mesh-gw: ResolvedRefs condition observed generation 0, the route is at generation 1 since 2026-12-03T11:00:00Z (grace 20m0s); example.com/other has not processed the latest spec"
 	if len(results) == 1 && results[0].Message != want {
 		t.Errorf("message %q\nwant %q", results[0].Message, want)
 	}
