@@ -186,6 +186,12 @@ func TestRouteStatusGrace(t *testing.T) {
 	if len(results) == 1 && results[0].Message != want {
 		t.Errorf("message %q\nwant %q", results[0].Message, want)
 	}
+	// default/stale (spec written 11:50) and default/fresh (11:59:30) lag within the
+	// grace: the earlier becomes stale after 12:10 with no write. Routes that do not lag
+	// (default/current) or are not judged (default/unknown) change nothing with time.
+	if got, want := s.Recheck(), time.Date(2026, 12, 3, 12, 10, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("recheck at %s, want %s", got, want)
+	}
 
 	// Live but without a time: skipped, not silent.
 	s.Now = time.Time{}

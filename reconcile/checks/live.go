@@ -221,7 +221,9 @@ func (l *Live) RunIfChanged(ctx context.Context) (*reconcile.CheckRun, bool) {
 			l.latest.ConfirmedAt = now
 			r := l.latest
 			l.mu.Unlock()
-			l.log.Debug("checks not run: nothing they read changed", "version", version, "lastRun", r.At)
+			if l.log.Enabled(ctx, slog.LevelDebug) {
+				l.log.Debug("checks not run: nothing they read changed", "version", version, "lastRun", r.At)
+			}
 			return &r, false
 		}
 		l.mu.Unlock()
