@@ -29,7 +29,7 @@ func checkView(gk schema.GroupKind, o *meshObject) (*unstructured.Unstructured, 
 // The informers hold objects compact (meshObject); each call decodes them anew. Keeping
 // the decoded objects between runs would hold about 12 KB per object (240 MiB at 20,000,
 // BenchmarkChecksViewHeap) to save a decode that a run, spaced by ten times its own
-// duration, can afford.
+// duration and skipped while Version stands still, can afford.
 func (w *Watcher) Objects(want func(schema.GroupKind) bool) map[schema.GroupKind][]*unstructured.Unstructured {
 	w.mu.Lock()
 	kinds := make(map[schema.GroupKind]*kindWatch, len(w.kinds))

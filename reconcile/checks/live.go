@@ -50,8 +50,9 @@ type LiveConfig struct {
 	// into one run. 0 means DefaultMinInterval.
 	MinInterval time.Duration
 	// MaxInterval is the most time between two runs without any change, for what changes
-	// without an event the runner hears of (status written by controllers). 0 means
-	// DefaultMaxInterval.
+	// without an event the runner hears of (status written by controllers). With a
+	// Versioned source it is how often the source's version is compared, and the run is
+	// skipped when the version has not moved (see Live). 0 means DefaultMaxInterval.
 	MaxInterval time.Duration
 	// Settle is how long a run waits after the first change it sees: the objects of one
 	// apply (a VirtualService and the Service it routes to) arrive as separate events and
