@@ -19,8 +19,8 @@ type Source interface {
 
 // Versioned is a Source that counts the changes of what its snapshots hold: Version
 // grows whenever an object a snapshot would hold is added, deleted or changed (a resync
-// that delivers the same object is no change), or whether the source waits may change,
-// and costs next to nothing. A change must be counted only once Snapshot can see it: Live
+// that delivers the same object is no change) and whenever the source may come to wait
+// (a cache added), and costs next to nothing. A change must be counted only once Snapshot can see it: Live
 // reads Version before Snapshot, so a snapshot that already holds a change counted later
 // costs one more run, never a missed one.
 //
