@@ -14,6 +14,10 @@ type CheckRun struct {
 	// first run.
 	At       time.Time
 	Duration time.Duration
+	// ConfirmedAt is when the runner last found that nothing the run read had changed
+	// and skipped running again: its results were still current then. Zero when no run
+	// was skipped since this one.
+	ConfirmedAt time.Time
 	// Checks is every check of the run, in code order, with the reason it was skipped.
 	Checks []CheckStatus
 	// Results are the problems the last run found, sorted by object, path and code.

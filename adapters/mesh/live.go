@@ -2,17 +2,21 @@ package mesh
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshdrift/meshdrift/reconcile/checks"
 )
 
 // LiveSource builds the semantic checks' snapshot of the cluster from caches meshdrift
 // already keeps: the mesh objects from the Watcher's informers, Services, namespaces and
-// pods' metadata. It implements checks.Source.
+// pods' metadata. It implements checks.Source, and checks.Versioned: each cache counts
+// its changes, so that the checks are not run again on a picture that did not change.
 type LiveSource struct {
 	Watcher    *Watcher
 	Services   *Services
@@ -68,6 +72,41 @@ func (l *LiveSource) Snapshot() (*checks.Snapshot, string) {
 	}
 	s.Pods = l.Pods.List()
 	return s, ""
+}
+
+// Version is the sum of the change counters of every cache Snapshot reads: it grows
+// whenever a snapshot could differ (checks.Versioned), and costs a few atomic loads.
+// Each counter only grows, so the sum does too.
+func (l *LiveSource) Version() uint64 {
+	var want func(schema.GroupKind) bool
+	if l.Kinds != nil {
+		want = func(gk schema.GroupKind) bool { return l.Kinds[gk] }
+	}
+	return l.Watcher.Version(want) + l.Services.Version() + l.Namespaces.Version() + l.Pods.Version()
+}
+
+// countChanges returns an event handler counting an informer's changes in n: adds,
+// deletes, and updates that move the resourceVersion and, when changed is set, change
+// what it compares. A handler runs once the informer's store holds the change, which is
+// what checks.Versioned asks.
+func countChanges(n *atomic.Uint64, changed func(old, cur any) bool) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { n.Add(1) },
+		UpdateFunc: func(old, cur any) {
+			if resourceVersionMoved(old, cur) && (changed == nil || changed(old, cur)) {
+				n.Add(1)
+			}
+		},
+		DeleteFunc: func(any) { n.Add(1) },
+	}
+}
+
+// resourceVersionMoved reports whether an update is a write rather than a resync, which
+// delivers the cached object again. Anything without metadata counts as a write.
+func resourceVersionMoved(old, cur any) bool {
+	o, err1 := meta.Accessor(old)
+	c, err2 := meta.Accessor(cur)
+	return err1 != nil || err2 != nil || o.GetResourceVersion() != c.GetResourceVersion()
 }
 
 // waiting names the caches not synced yet, with the Services watch's error if it fails.

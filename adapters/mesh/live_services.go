@@ -5,6 +5,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -23,6 +24,8 @@ import (
 // annotations) is dropped as it arrives.
 type Services struct {
 	informer cache.SharedIndexInformer
+	// version counts the Services added, deleted and written (Version).
+	version atomic.Uint64
 
 	mu      sync.Mutex
 	lastErr error
@@ -55,8 +58,15 @@ func NewServices(dyn dynamic.Interface, resync time.Duration) *Services {
 		cache.SharedIndexInformerOptions{ResyncPeriod: resync, ObjectDescription: servicesGVR.String()},
 	)
 	_ = s.informer.SetTransform(trimService)
+	// Any write counts: Services change seldom, and their status (load balancers) is
+	// already dropped by trimService but not from the resourceVersion.
+	_, _ = s.informer.AddEventHandler(countChanges(&s.version, nil))
 	return s
 }
+
+// Version counts the Services added, deleted and written since the start; see
+// LiveSource.Version.
+func (s *Services) Version() uint64 { return s.version.Load() }
 
 func (s *Services) setErr(err error) {
 	s.mu.Lock()

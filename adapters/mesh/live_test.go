@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshdrift/meshdrift/reconcile/checks"
 )
@@ -134,4 +136,103 @@ func TestLiveSourceSkipsUnservedKinds(t *testing.T) {
 			t.Errorf("%s skipped %q, want the unserved HTTPRoute named", name, reasons[name])
 		}
 	}
+}
+
+// fakeLive is a LiveSource on fake clients serving VirtualServices, DestinationRules and
+// ServiceEntries, holding objs (mesh objects and Services) and one namespace, its caches
+// replaying themselves every resync; it runs until the test ends and is returned synced.
+func fakeLive(tb testing.TB, resync time.Duration, objs ...runtime.Object) (*LiveSource, *dynamicfake.FakeDynamicClient) {
+	tb.Helper()
+	vsGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	drGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
+	seGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{vsGVR: "VirtualServiceList", drGVR: "DestinationRuleList", seGVR: "ServiceEntryList", servicesGVR: "ServiceList"},
+		objs...)
+	dc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{{
+		GroupVersion: "networking.istio.io/v1",
+		APIResources: []metav1.APIResource{
+			{Name: "virtualservices", Kind: "VirtualService", Namespaced: true, Verbs: listWatch},
+			{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true, Verbs: listWatch},
+			{Name: "serviceentries", Kind: "ServiceEntry", Namespaced: true, Verbs: listWatch},
+		},
+	}}}}
+	sch := metadatafake.NewTestScheme()
+	if err := metav1.AddMetaToScheme(sch); err != nil {
+		tb.Fatal(err)
+	}
+	md := metadatafake.NewSimpleMetadataClient(sch,
+		&metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: "shop"}})
+	w, err := New(Config{Resync: resync}, dyn, dc, nopSink{}, &statusRecorder{}, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	src := &LiveSource{Watcher: w, Services: NewServices(dyn, resync), Pods: NewPods(md, resync), Namespaces: NewNamespaces(md, resync),
+		Kinds: checks.InputKinds(checks.All())}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	for _, run := range []func(context.Context) error{w.Run, src.Services.Run, src.Pods.Run, src.Namespaces.Run} {
+		go func() { _ = run(ctx) }()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for src.waiting() != "" {
+		if time.Now().After(deadline) {
+			tb.Fatalf("never synced: %s", src.waiting())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return src, dyn
+}
+
+// Version counts adds and deletes of every cache the snapshot reads, and not the
+// informers' resyncs, which deliver every cached object again as an update.
+func TestLiveSourceVersionCountsChangesNotResyncs(t *testing.T) {
+	src, dyn := fakeLive(t, time.Second, // client-go's least resync period
+		obj("networking.istio.io/v1", "VirtualService", "shop", "web", map[string]any{"spec": map[string]any{"hosts": []any{"web"}}}),
+		obj("v1", "Service", "shop", "web", map[string]any{"spec": map[string]any{"ports": []any{map[string]any{"port": int64(80)}}}}))
+	waitVersion := func(what string, cond func(uint64) bool) uint64 {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond(src.Version()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: version %d", what, src.Version())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return src.Version()
+	}
+	// The initial lists: two objects and a namespace, and the kinds started.
+	v0 := waitVersion("the initial lists", func(v uint64) bool { return v >= 3 })
+	var resyncs atomic.Int64
+	if _, err := src.Services.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, cur any) {
+			if old == cur {
+				resyncs.Add(1)
+			}
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for resyncs.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d resyncs of the Services cache in 10 s", resyncs.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := src.Version(); v != v0 {
+		t.Errorf("version %d -> %d over resyncs alone", v0, v)
+	}
+
+	ctx := context.Background()
+	if _, err := dyn.Resource(servicesGVR).Namespace("shop").Create(ctx,
+		obj("v1", "Service", "shop", "backend", map[string]any{"spec": map[string]any{}}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := waitVersion("a Service created", func(v uint64) bool { return v > v0 })
+	vsGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	if err := dyn.Resource(vsGVR).Namespace("shop").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitVersion("a VirtualService deleted", func(v uint64) bool { return v > v1 })
 }

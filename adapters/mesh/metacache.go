@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,8 @@ import (
 type metaCache struct {
 	informer cache.SharedIndexInformer
 	watchErr
+	// version counts the objects added, deleted, or relabelled or re-annotated (Version).
+	version atomic.Uint64
 }
 
 // newMetaCache builds the informer; selector, if set, filters by label, and trim (which
@@ -38,8 +41,15 @@ func newMetaCache(client metadata.Interface, gvr schema.GroupVersionResource, re
 		return obj, nil
 	})
 	_ = c.informer.SetWatchErrorHandlerWithContext(c.handle)
+	// Only what the views read counts: every status write of a pod moves its
+	// resourceVersion, and would wake the checks for nothing they see.
+	_, _ = c.informer.AddEventHandler(countChanges(&c.version, metaChanged))
 	return c
 }
+
+// Version counts the objects added, deleted, or changed in their (trimmed) labels or
+// annotations since the start; see LiveSource.Version.
+func (c *metaCache) Version() uint64 { return c.version.Load() }
 
 // Run watches until ctx ends.
 func (c *metaCache) Run(ctx context.Context) error {

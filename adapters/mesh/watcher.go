@@ -67,6 +67,11 @@ type Watcher struct {
 	// discovered is set by the first discovery round that read every mesh group.
 	discovered bool
 	kinds      map[schema.GroupKind]*kindWatch
+	// versions count each kind's changes (Version). A kind's counter outlives its
+	// informer, so that the sum over kinds never goes back when a kind is dropped;
+	// kindsVersion counts the kinds started and stopped.
+	versions     map[schema.GroupKind]*atomic.Uint64
+	kindsVersion atomic.Uint64
 }
 
 // kindWatch is the informer of one mesh kind.
@@ -112,6 +117,7 @@ func New(cfg Config, dyn dynamic.Interface, dc discovery.DiscoveryInterface, sin
 		poke:    make(chan struct{}, 1),
 		kinds:   map[schema.GroupKind]*kindWatch{},
 	}
+	w.versions = map[schema.GroupKind]*atomic.Uint64{}
 	w.status = newSourceStatus(src, func() time.Time { return w.now() })
 	return w, nil
 }
@@ -191,6 +197,7 @@ func (w *Watcher) rediscover(ctx context.Context) {
 		}
 		kw.cancel()
 		delete(w.kinds, gk)
+		w.kindsVersion.Add(1)
 		stopped, stopping = append(stopped, gk), append(stopping, kw)
 		w.log.Info("no longer watching mesh kind", "kind", gk.String(), "resource", kw.gvr.String())
 	}
@@ -215,6 +222,7 @@ func (w *Watcher) rediscover(ctx context.Context) {
 			continue
 		}
 		w.kinds[gk] = kw
+		w.kindsVersion.Add(1)
 		w.countObjects(gk, kw.informer)
 		w.log.Info("watching mesh kind", "kind", gk.String(), "resource", gvr.String())
 	}
@@ -268,8 +276,16 @@ func (w *Watcher) startKind(parent context.Context, gk schema.GroupKind, gvr sch
 	}); err != nil {
 		return nil, fmt.Errorf("setting the watch error handler of %s: %w", gvr, err)
 	}
+	// The counter is bumped as a handler runs, after the informer's store holds the
+	// change (Version's contract). startKind runs with w.mu held.
+	version := w.versions[gk]
+	if version == nil {
+		version = &atomic.Uint64{}
+		w.versions[gk] = version
+	}
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
+			version.Add(1)
 			w.onAdd(gk, obj, initial)
 			// Counting walks the cache: once per initial add it would be quadratic in the
 			// kind's objects (12 % of a 20,000-object start's CPU). The initial list is
@@ -278,8 +294,16 @@ func (w *Watcher) startKind(parent context.Context, gk schema.GroupKind, gvr sch
 				w.countObjects(gk, inf)
 			}
 		},
-		UpdateFunc: func(old, new any) { w.onUpdate(gk, old, new) },
+		UpdateFunc: func(old, new any) {
+			// Any write counts, status too (MD0601-MD0603 read route status); a resync
+			// delivers the same resourceVersion.
+			if resourceVersionMoved(old, new) {
+				version.Add(1)
+			}
+			w.onUpdate(gk, old, new)
+		},
 		DeleteFunc: func(obj any) {
+			version.Add(1)
 			w.onDelete(gk, obj)
 			w.countObjects(gk, inf)
 		},

@@ -14,6 +14,9 @@ type Checks struct {
 	// LastRunAt and DurationSeconds are those of the last run that ran.
 	LastRunAt       time.Time `json:"lastRunAt,omitzero"`
 	DurationSeconds float64   `json:"durationSeconds"`
+	// ConfirmedAt is when the runner last found nothing the checks read changed since
+	// that run and did not run them again: the results were current then.
+	ConfirmedAt time.Time `json:"confirmedAt,omitzero"`
 	// Ran names the checks of the last run; Skipped the others, with the reason.
 	Ran     []CheckRef     `json:"ran"`
 	Skipped []SkippedCheck `json:"skipped"`
@@ -41,6 +44,9 @@ func checksOf(r *reconcile.CheckRun) *Checks {
 		Ran: []CheckRef{}, Skipped: []SkippedCheck{}, Results: map[string]int{}}
 	if r.At.IsZero() {
 		c.LastRunAt = time.Time{}
+	}
+	if !r.ConfirmedAt.IsZero() {
+		c.ConfirmedAt = r.ConfirmedAt.UTC()
 	}
 	for _, st := range r.Checks {
 		ref := CheckRef{Name: st.Name, Code: st.Code}

@@ -24,7 +24,7 @@ func (s checkedStore) Snapshot() reconcile.Snapshot {
 
 func TestStatusChecksSection(t *testing.T) {
 	run := &reconcile.CheckRun{
-		At: t0, Duration: 1500 * time.Microsecond,
+		At: t0, Duration: 1500 * time.Microsecond, ConfirmedAt: t0.Add(time.Minute),
 		Checks: []reconcile.CheckStatus{
 			{Name: "virtualservice.destinationhost", Code: "MD0501"},
 			{Name: "destinationrule.subsetpods", Code: "MD0505"},
@@ -47,7 +47,7 @@ func TestStatusChecksSection(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"lastRunAt":"2026-12-03T12:00:00Z","durationSeconds":0.0015,` +
+	want := `{"lastRunAt":"2026-12-03T12:00:00Z","durationSeconds":0.0015,"confirmedAt":"2026-12-03T12:01:00Z",` +
 		`"ran":[{"name":"virtualservice.destinationhost","code":"MD0501"},{"name":"destinationrule.subsetpods","code":"MD0505"}],` +
 		`"skipped":[{"name":"gatewayapi.routeaccepted","code":"MD0601","reason":"kinds not served: HTTPRoute.gateway.networking.k8s.io"}],` +
 		`"results":{"MD0501":2,"MD0505":1}}`
@@ -56,7 +56,8 @@ func TestStatusChecksSection(t *testing.T) {
 		t.Errorf("checks %s\nwant %s", got.Checks, want)
 	}
 	page := get(t, h, "/").Body.String()
-	if !strings.Contains(page, `<section id="checks">`) || !strings.Contains(page, "kinds not served: HTTPRoute.gateway.networking.k8s.io") {
+	if !strings.Contains(page, `<section id="checks">`) || !strings.Contains(page, "kinds not served: HTTPRoute.gateway.networking.k8s.io") ||
+		!strings.Contains(page, "nothing they read had changed at") {
 		t.Errorf("the page does not show the skipped check and why:\n%s", page)
 	}
 

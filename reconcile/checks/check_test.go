@@ -182,9 +182,15 @@ func TestRouteStatusGrace(t *testing.T) {
 	if got := resultLines(results); !slices.Equal(got, []string{"GRPCRoute default/new status.parents[1].conditions[0].observedGeneration MD0603"}) {
 		t.Errorf("with a 20m grace: %q", got)
 	}
-	want := "parent Gateway default/mesh-gw: ResolvedRefs condition observed generation 0, the route is at generation 1 since 2026-12-03T11:00:00Z (1h0m0s ago); example.com/other has not processed the latest spec"
+	want := "parent Gateway default/mesh-gw: ResolvedRefs condition observed generation 0, the route is at generation 1 since 2026-12-03T11:00:00Z (grace 20m0s); example.com/other has not processed the latest spec"
 	if len(results) == 1 && results[0].Message != want {
 		t.Errorf("message %q\nwant %q", results[0].Message, want)
+	}
+	// default/stale (spec written 11:50) and default/fresh (11:59:30) lag within the
+	// grace: the earlier becomes stale after 12:10 with no write. Routes that do not lag
+	// (default/current) or are not judged (default/unknown) change nothing with time.
+	if got, want := s.Recheck(), time.Date(2026, 12, 3, 12, 10, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("recheck at %s, want %s", got, want)
 	}
 
 	// Live but without a time: skipped, not silent.

@@ -98,3 +98,40 @@ func BenchmarkLiveChecks(b *testing.B) {
 		l.RunOnce(context.Background())
 	}
 }
+
+// versionedBench is the bench source with a version that never moves: an idle cluster.
+type versionedBench struct {
+	*benchSource
+	snapshots int
+}
+
+func (v *versionedBench) Version() uint64 { return 1 }
+
+func (v *versionedBench) Snapshot() (*Snapshot, string) {
+	v.snapshots++
+	return v.benchSource.Snapshot()
+}
+
+// The maximum-interval tick of an idle runner: the source's version has not moved since
+// the last run, so no snapshot is taken (snapshots/op 0) and no check runs. Compare
+// BenchmarkLiveChecks, which every such tick cost before; with the live source over
+// 20,000 mesh objects: BenchmarkLiveSourceIdleTick in adapters/mesh.
+func BenchmarkLiveIdleTick(b *testing.B) {
+	src := &versionedBench{benchSource: newBenchSource(100, 50)}
+	l, err := NewLive(LiveConfig{}, src, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, ran := l.RunIfChanged(ctx); !ran {
+		b.Fatal("the first tick did not run")
+	}
+	src.snapshots = 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ran := l.RunIfChanged(ctx); ran {
+			b.Fatal("an idle tick ran the checks")
+		}
+	}
+	b.ReportMetric(float64(src.snapshots)/float64(b.N), "snapshots/op")
+}

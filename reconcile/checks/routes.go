@@ -136,10 +136,7 @@ func (c routeStatusStale) Run(_ context.Context, s *Snapshot) []Result {
 			if gen == 0 || !ok {
 				continue
 			}
-			lag := s.Now.Sub(written)
-			if lag <= grace {
-				continue
-			}
+			stale := s.Now.Sub(written) > grace
 			parents, _, _ := unstructured.NestedSlice(route.Object, "status", "parents")
 			for i, p := range parents {
 				pm, _ := p.(map[string]any)
@@ -150,11 +147,20 @@ func (c routeStatusStale) Run(_ context.Context, s *Snapshot) []Result {
 					if observed >= gen {
 						continue
 					}
+					if !stale {
+						// Lagging within the grace: the answer changes once it has passed,
+						// with or without any write.
+						s.RecheckAt(written.Add(grace))
+						break
+					}
 					ctrl, _ := pm["controllerName"].(string)
+					// The message names when the lag began, not how long ago: a result
+					// stays the same between runs, which Live may skip while nothing
+					// changes.
 					out = append(out, Result{Code: c.Metadata().Code, Object: refOf(route),
 						Path: fmt.Sprintf("status.parents[%d].conditions[%d].observedGeneration", i, j),
-						Message: fmt.Sprintf("parent %s: %s condition observed generation %d, the route is at generation %d since %s (%s ago); %s has not processed the latest spec",
-							parentName(pm, route.GetNamespace()), cm["type"], observed, gen, written.UTC().Format(time.RFC3339), lag.Truncate(time.Second), orController(ctrl))})
+						Message: fmt.Sprintf("parent %s: %s condition observed generation %d, the route is at generation %d since %s (grace %s); %s has not processed the latest spec",
+							parentName(pm, route.GetNamespace()), cm["type"], observed, gen, written.UTC().Format(time.RFC3339), grace, orController(ctrl))})
 					break // one result per parent: its other conditions lag alike
 				}
 			}

@@ -64,6 +64,8 @@ type Snapshot struct {
 	// podIndex indexes Pods (by position), built from the first podsIndexed pods.
 	podIndex    map[podKey][]int
 	podsIndexed int
+	// recheck is the earliest time RecheckAt was given; zero when none.
+	recheck time.Time
 }
 
 // NewSnapshot returns an empty snapshot with Istio's default domain and root namespace.
@@ -100,6 +102,19 @@ func (s *Snapshot) Add(obj *unstructured.Unstructured, o Origin) {
 	s.origins[ref] = o
 	s.byRef[ref] = obj
 }
+
+// RecheckAt records that a check's answer on this snapshot may change with time alone
+// once t has passed (a lag that crosses its grace at t), although no object changes. A
+// check with NeedsNow must call it for every such answer: Live does not run again on
+// unchanged inputs until the earliest of these times has passed.
+func (s *Snapshot) RecheckAt(t time.Time) {
+	if s.recheck.IsZero() || t.Before(s.recheck) {
+		s.recheck = t
+	}
+}
+
+// Recheck returns the earliest time given to RecheckAt; zero when none was.
+func (s *Snapshot) Recheck() time.Time { return s.recheck }
 
 // List returns the objects of a kind.
 func (s *Snapshot) List(gk schema.GroupKind) []*unstructured.Unstructured { return s.objects[gk] }
