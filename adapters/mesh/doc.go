@@ -67,7 +67,9 @@
 // Watcher's own informers (Objects; no second watch of the same kinds), Services (an
 // informer that keeps only name, namespace, labels, Istio's annotations and spec
 // selector, ports and type), Namespaces and Pods; which mesh kinds are served is what the
-// Watcher watches, as discovery said. It waits until every cache has synced.
+// Watcher watches, as discovery said. It waits until every cache has synced. Each cache
+// counts its changes (LiveSource.Version), so that the checks skip their periodic run
+// on an unchanged picture.
 //
 // Failures: a discovery or watch failure makes the "mesh" source down
 // (reconcile.SourceStatus with the error), and it comes up again when every watch is
