@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,32 @@ type app struct {
 	tags       *mesh.RevisionTags
 	// checks runs the semantic checks on the same caches whenever they change.
 	checks *checks.Live
+	// Lists of the metadata caches, kept while their versions stand: a fleet has tens
+	// of thousands of pods, and the findings read them on every pass.
+	nsList   listCache[reconcile.Namespace]
+	podList  listCache[reconcile.PodMeta]
+	tagsList listCache[reconcile.RevisionTag]
+}
+
+// listCache keeps a lister's latest list with the version it was read at.
+type listCache[T any] struct {
+	mu   sync.Mutex
+	ok   bool
+	ver  uint64
+	list []T
+}
+
+// get returns the list held if it was read at ver, else list()'s answer. A nil answer
+// (the cache has not synced) is never kept.
+func (c *listCache[T]) get(ver uint64, list func() []T) []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && c.ver == ver {
+		return c.list
+	}
+	l := list()
+	c.ok, c.ver, c.list = l != nil, ver, l
+	return l
 }
 
 // wire builds every part the configuration enables.
@@ -275,7 +302,15 @@ func (a *app) snapshot() reconcile.Snapshot {
 	if snap.Versions != nil {
 		ver = *snap.Versions
 	}
-	known := snap.Versions != nil
+	// Which caches have synced is read first: a cache that had synced by then lists
+	// what its version says, and one that syncs later changes Unsynced, so that the
+	// versions never stand for a list read before the sync.
+	for _, c := range a.components {
+		if c.synced != nil && !c.synced() {
+			snap.Unsynced = append(snap.Unsynced, c.name)
+		}
+	}
+	ver.Unsynced = strings.Join(snap.Unsynced, ",")
 	if a.objects != nil {
 		ver.Objects = a.objects.Version()
 		snap.Objects = a.objects.List()
@@ -284,42 +319,25 @@ func (a *app) snapshot() reconcile.Snapshot {
 	// namespaces with that would report every canary namespace.
 	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
 	if a.namespaces != nil && revisionsKnown {
-		ver.Namespaces, known = versionOf(a.namespaces, known)
-		snap.Namespaces = a.namespaces.List()
+		ver.Namespaces = a.namespaces.Version()
+		snap.Namespaces = a.nsList.get(ver.Namespaces, a.namespaces.List)
 	}
 	if a.pods != nil {
-		ver.Pods, known = versionOf(a.pods, known)
-		snap.Pods = a.pods.List()
+		ver.Pods = a.pods.Version()
+		snap.Pods = a.podList.get(ver.Pods, a.pods.List)
 	}
 	if a.tags != nil {
-		ver.RevisionTags, known = versionOf(a.tags, known)
-		snap.RevisionTags = a.tags.List()
+		ver.RevisionTags = a.tags.Version()
+		snap.RevisionTags = a.tagsList.get(ver.RevisionTags, a.tags.List)
 	}
-	for _, c := range a.components {
-		if c.synced != nil && !c.synced() {
-			snap.Unsynced = append(snap.Unsynced, c.name)
-		}
-	}
-	ver.Unsynced = strings.Join(snap.Unsynced, ",")
 	if a.checks != nil {
 		snap.Checks = a.checks.Latest()
 		ver.ChecksAt, ver.ChecksWaiting = snap.Checks.At, snap.Checks.Waiting
 	}
-	snap.Versions = nil
-	if known {
+	if snap.Versions != nil {
 		snap.Versions = &ver
 	}
 	return snap
-}
-
-// versionOf is a lister's version, read before its list; a lister without one makes
-// the snapshot's versions unknown.
-func versionOf(l any, known bool) (uint64, bool) {
-	v, ok := l.(interface{ Version() uint64 })
-	if !ok {
-		return 0, false
-	}
-	return v.Version(), known
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
