@@ -43,6 +43,12 @@ var meshdriftGroups = map[string]bool{"": true, "networking.istio.io": true, "ar
 // requestsByVerb sums apiserver_request_total by verb over the groups meshdrift uses,
 // leaving out leases (istiod's leader election) and the core kinds only istiod reads.
 func requestsByVerb(ss samples, singleGets bool) map[string]float64 {
+	return requestsBy(ss, singleGets, false)
+}
+
+// requestsBy sums as requestsByVerb does, by verb, or by verb and resource
+// ("PATCH applications").
+func requestsBy(ss samples, singleGets, byResource bool) map[string]float64 {
 	out := map[string]float64{}
 	for _, s := range ss {
 		if s.name != "apiserver_request_total" || !meshdriftGroups[s.labels["group"]] {
@@ -54,7 +60,11 @@ func requestsByVerb(ss samples, singleGets bool) map[string]float64 {
 		if singleGets && !(s.labels["verb"] == "GET" && s.labels["scope"] == "resource" && s.labels["subresource"] == "") {
 			continue
 		}
-		out[s.labels["verb"]] += s.value
+		k := s.labels["verb"]
+		if byResource {
+			k += " " + s.labels["resource"]
+		}
+		out[k] += s.value
 	}
 	return out
 }
@@ -101,9 +111,9 @@ func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube
 
 	refreshed := float64(r1 - r0)
 	rep.add("Argo CD refresh writes (reconciledAt) the harness made, steady", fmt.Sprintf("%.1f/min (%d failed)", refreshed/mins, failed), "-", "-")
-	v0, v1 := requestsByVerb(a0, false), requestsByVerb(a1, false)
+	v0, v1 := requestsBy(a0, false, true), requestsBy(a1, false, true)
 	// The refreshes are Argo CD's writes, not meshdrift's requests.
-	v1["PATCH"] -= refreshed
+	v1["PATCH applications"] -= refreshed
 	var verbs []string
 	for v := range v1 {
 		if d := v1[v] - v0[v]; d > 0.5 {
@@ -253,6 +263,14 @@ func sideBySide(ctx context.Context, o options, rep *report, st steadyResult, ku
 	}
 	s, ok := ratio(ictlCPU, mdCPU)
 	rep.add("CPU: istioctl run / meshdrift cycle", s, ">= 10x", metStr(ok))
+	// istioctl can read only the real istiod's proxies; meshdrift's cycle reads all of
+	// o.synczProxies. Per proxy read, the two do the same work.
+	if realProxies > 0 && o.synczProxies > 0 {
+		perIctl := time.Duration(float64(ictlCPU) / float64(realProxies) * 1000)
+		perMd := time.Duration(float64(mdCPU) / float64(o.synczProxies) * 1000)
+		s, ok = ratio(perIctl, perMd)
+		rep.add("CPU per 1,000 proxies read: istioctl run / meshdrift cycle", fmtDur(perIctl)+" / "+fmtDur(perMd)+" = "+s, ">= 10x", metStr(ok))
+	}
 	s, _ = ratio(ictlWall, mdWall)
 	rep.add("wall: istioctl run / meshdrift read", s, "-", "-")
 	rep.add("istiod CPU per read: istioctl / meshdrift", fmtDur(ictlIstiod)+" / "+fmtDur(mdI), "-", "-")
