@@ -159,6 +159,21 @@ func (in *synczInterner) str(s string) string {
 	return s
 }
 
+// bytes is str for bytes: a string already held costs no allocation.
+func (in *synczInterner) bytes(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if v, ok := in.m[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	if len(in.m) < maxInterned {
+		in.m[s] = s
+	}
+	return s
+}
+
 // maxInterned bounds the strings shared per body: istiod has a handful of type URLs and
 // versions at a time, so more means input that does not repeat.
 const maxInterned = 4096

@@ -1,0 +1,285 @@
+package istio
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/meshdrift/meshdrift/reconcile"
+)
+
+// synczDecoder decodes the syncz answers of one istiod, read after read. Between two
+// reads most proxies' ClientConfigs are byte for byte the same, so it keeps each proxy's
+// bytes and status from the last read and decodes only what changed; while a change is
+// in flight meshdrift reads every 250 ms, and decoding every proxy each time was a
+// quarter of its CPU at fleet scale.
+//
+// It holds the last read only: proxies that vanish are dropped, and what decoded
+// proxies are carved from is compacted once it holds much more than they use. It keeps
+// the resources' Value bytes (not a copy): the response must not be changed after
+// Decode. One decoder serves one stream and is not safe for concurrent use.
+type synczDecoder struct {
+	// cached is the last read's proxies, one per id, sorted by id; index finds them.
+	cached    []synczCached
+	index     map[string]int
+	indexPeak int // the most entries index has held since it was made
+	gen       uint64
+
+	// Scratch, reused from read to read.
+	spare []synczCached
+	added []synczCached // proxies new in this read, in istiod's order
+	order []int32       // added's positions, sorted by id
+	dups  []synczCached // second and later entries of one id in one read
+	wire  wireClientConfig
+	in    synczInterner
+
+	arena *synczArena // this read's, made when the first proxy is decoded
+
+	// The control plane identifier last parsed, which rarely changes.
+	cpIdentifier string
+	cp           controlPlaneIdentifier
+}
+
+// synczCached is one proxy as last read.
+type synczCached struct {
+	raw    []byte                // the ClientConfig it was decoded from
+	status reconcile.ProxyStatus // without Istiod and ControlPlaneVersion, which belong to the read
+	arena  *synczArena
+	seen   uint64 // the read that last saw it
+}
+
+// Decode parses istiod's answer to an xDS request for SynczTypeURL, as ParseSynczXDS
+// does. On an error it forgets the last read, and the next read decodes every proxy.
+func (d *synczDecoder) Decode(resp *discoveryv3.DiscoveryResponse, istiod string) ([]reconcile.ProxyStatus, error) {
+	proxies, err := d.decode(resp, istiod)
+	if err != nil {
+		d.reset()
+		return nil, err
+	}
+	return proxies, nil
+}
+
+func (d *synczDecoder) reset() {
+	*d = synczDecoder{}
+}
+
+func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string) ([]reconcile.ProxyStatus, error) {
+	if resp == nil {
+		return nil, errors.New("syncz response is nil")
+	}
+	if got := resp.GetTypeUrl(); got != SynczTypeURL {
+		return nil, fmt.Errorf("response type url %q, want %q", got, SynczTypeURL)
+	}
+	if id := resp.GetControlPlane().GetIdentifier(); id != d.cpIdentifier || d.index == nil {
+		cp, err := parseControlPlane(id)
+		if err != nil {
+			return nil, err
+		}
+		d.cpIdentifier, d.cp = id, cp
+	}
+	if d.cp.ID != "" {
+		istiod = d.cp.ID
+	}
+	if d.index == nil {
+		d.index = map[string]int{}
+	}
+	if d.in.m == nil {
+		d.in.m = map[string]string{}
+	}
+	// The interner is emptied every read, so that it holds no string beyond the proxies
+	// that use it.
+	clear(d.in.m)
+	d.gen++
+	d.arena = nil
+	d.added, d.dups = d.added[:0], d.dups[:0]
+	if len(d.cached) == 0 {
+		d.added = slices.Grow(d.added, len(resp.GetResources()))
+	}
+
+	for i, res := range resp.GetResources() {
+		if got := res.GetTypeUrl(); got != clientConfigTypeURL {
+			return nil, fmt.Errorf("syncz resource %d: type url %q, want %q", i, got, clientConfigTypeURL)
+		}
+		raw := res.GetValue()
+		id, ok := synczNodeID(raw)
+		if ok && len(id) > 0 {
+			if pos, found := d.index[string(id)]; found {
+				c := &d.cached[pos]
+				if c.seen != d.gen && bytes.Equal(c.raw, raw) {
+					c.seen = d.gen
+					continue
+				}
+			}
+		}
+		status, err := d.decodeProxy(i, raw)
+		if err != nil {
+			return nil, err
+		}
+		d.store(raw, status)
+	}
+
+	out := d.collect(istiod)
+	d.sweepArenas()
+	return out, nil
+}
+
+// decodeProxy decodes resource i; its errors name the proxy when its id is readable.
+func (d *synczDecoder) decodeProxy(i int, raw []byte) (reconcile.ProxyStatus, error) {
+	if err := d.wire.read(raw); err != nil {
+		if id, ok := synczNodeID(raw); ok && len(id) > 0 {
+			return reconcile.ProxyStatus{}, fmt.Errorf("syncz resource %d: proxy %q: decode client config: %w", i, id, err)
+		}
+		return reconcile.ProxyStatus{}, fmt.Errorf("syncz resource %d: decode client config: %w", i, err)
+	}
+	if d.arena == nil {
+		d.arena = &synczArena{}
+	}
+	p, err := d.wire.proxyStatus(&d.in, d.arena)
+	if err != nil {
+		return reconcile.ProxyStatus{}, fmt.Errorf("syncz resource %d: %w", i, err)
+	}
+	return p, nil
+}
+
+// store records a proxy decoded in this read. istiod lists a proxy twice while it
+// reconnects: the first entry is the one kept for the next read, the others (dups) are
+// output after it.
+func (d *synczDecoder) store(raw []byte, p reconcile.ProxyStatus) {
+	c := synczCached{raw: raw, status: p, arena: d.arena, seen: d.gen}
+	pos, found := d.index[p.ID]
+	switch {
+	case !found:
+		// A new id twice in one read is found once added is sorted.
+		d.added = append(d.added, c)
+	case d.cached[pos].seen == d.gen:
+		d.dups = append(d.dups, c)
+	default:
+		d.cached[pos] = c
+	}
+}
+
+// collect makes the read's output, sorted by id (each id's entries in istiod's order, as
+// the stable sort of ParseSynczXDS leaves them), and the cache for the next read.
+func (d *synczDecoder) collect(istiod string) []reconcile.ProxyStatus {
+	// Sort positions rather than the proxies themselves, which are large; ties go by
+	// position, which is istiod's order.
+	d.order = d.order[:0]
+	for i := range d.added {
+		d.order = append(d.order, int32(i))
+	}
+	slices.SortFunc(d.order, func(i, j int32) int {
+		if c := strings.Compare(d.added[i].status.ID, d.added[j].status.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j)
+	})
+	added := d.order[:0]
+	prev := ""
+	for _, i := range d.order {
+		id := d.added[i].status.ID
+		if len(added) > 0 && id == prev {
+			d.dups = append(d.dups, d.added[i])
+			continue
+		}
+		prev = id
+		added = append(added, i)
+	}
+	slices.SortStableFunc(d.dups, func(a, b synczCached) int { return strings.Compare(a.status.ID, b.status.ID) })
+	next := slices.Grow(d.spare[:0], len(d.cached)+len(added))
+	out := make([]reconcile.ProxyStatus, 0, len(d.cached)+len(d.added)+len(d.dups))
+	dups := d.dups
+	emit := func(c synczCached) {
+		next = append(next, c)
+		p := c.status
+		p.Istiod, p.ControlPlaneVersion = istiod, d.cp.Info.Version
+		out = append(out, p)
+		for len(dups) > 0 && dups[0].status.ID == c.status.ID {
+			p := dups[0].status
+			p.Istiod, p.ControlPlaneVersion = istiod, d.cp.Info.Version
+			out = append(out, p)
+			dups = dups[1:]
+		}
+	}
+	changed := len(added) > 0
+	for i := range d.cached {
+		c := &d.cached[i]
+		if c.seen != d.gen {
+			changed = true
+			continue
+		}
+		for len(added) > 0 && d.added[added[0]].status.ID < c.status.ID {
+			emit(d.added[added[0]])
+			added = added[1:]
+		}
+		emit(*c)
+	}
+	for _, k := range added {
+		emit(d.added[k])
+	}
+	// Drop the references the old cache and the scratch hold, for the collector.
+	clear(d.cached)
+	clear(d.added)
+	clear(d.dups)
+	d.spare, d.cached = d.cached[:0], next
+	if changed {
+		d.reindex()
+	}
+	return out
+}
+
+// reindex rebuilds index for the new cache, with a new map once the fleet has shrunk
+// to a quarter of what the map was sized for (a map never gives back its buckets).
+func (d *synczDecoder) reindex() {
+	if len(d.cached)*4 < d.indexPeak {
+		d.index, d.indexPeak = make(map[string]int, len(d.cached)), 0
+	} else {
+		clear(d.index)
+	}
+	for i := range d.cached {
+		d.index[d.cached[i].status.ID] = i
+	}
+	d.indexPeak = max(d.indexPeak, len(d.cached))
+}
+
+// sweepArenas bounds what the cache holds on to. A proxy decoded in a read points into
+// that read's arena, which stays whole while any of its proxies is unchanged; when the
+// arenas the cache points into hold more than twice what its proxies use, those
+// proxies' ids and types move into one new arena and the old ones can go.
+func (d *synczDecoder) sweepArenas() {
+	pinned, live := 0, 0
+	for i := range d.cached {
+		c := &d.cached[i]
+		live += len(c.status.ID) + cap(c.status.Types)*xdsStatusSize
+		if c.arena.swept != d.gen {
+			c.arena.swept = d.gen
+			pinned += c.arena.size
+		}
+	}
+	if pinned <= 2*live+synczCompactSlack {
+		return
+	}
+	a := &synczArena{swept: d.gen}
+	var idBytes, types int
+	for i := range d.cached {
+		idBytes += len(d.cached[i].status.ID)
+		types += len(d.cached[i].status.Types)
+	}
+	a.ids.Grow(idBytes)
+	a.types = make([]reconcile.XDSStatus, 0, types)
+	a.size = idBytes + types*xdsStatusSize
+	for i := range d.cached {
+		c := &d.cached[i]
+		c.status.ID = a.idString(c.status.ID)
+		c.status.Types = append(a.typeSlice(len(c.status.Types)), c.status.Types...)
+		c.arena = a
+	}
+	d.reindex()
+}
+
+// synczCompactSlack keeps small fleets from compacting at all.
+const synczCompactSlack = 4 << 20
