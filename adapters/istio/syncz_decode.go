@@ -43,6 +43,10 @@ type synczDecoder struct {
 	// The control plane identifier last parsed, which rarely changes.
 	cpIdentifier string
 	cp           controlPlaneIdentifier
+
+	// compactSlack is how much arenas may hold beyond twice what is used; zero means
+	// synczCompactSlack. Tests set it small.
+	compactSlack int
 }
 
 // synczCached is one proxy as last read.
@@ -65,7 +69,7 @@ func (d *synczDecoder) Decode(resp *discoveryv3.DiscoveryResponse, istiod string
 }
 
 func (d *synczDecoder) reset() {
-	*d = synczDecoder{}
+	*d = synczDecoder{compactSlack: d.compactSlack}
 }
 
 func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string) ([]reconcile.ProxyStatus, error) {
@@ -131,7 +135,7 @@ func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string
 // decodeProxy decodes resource i; its errors name the proxy when its id is readable.
 func (d *synczDecoder) decodeProxy(i int, raw []byte) (reconcile.ProxyStatus, error) {
 	if err := d.wire.read(raw); err != nil {
-		if id, ok := synczNodeID(raw); ok && len(id) > 0 {
+		if id, _ := synczNodeID(raw); len(id) > 0 {
 			return reconcile.ProxyStatus{}, fmt.Errorf("syncz resource %d: proxy %q: decode client config: %w", i, id, err)
 		}
 		return reconcile.ProxyStatus{}, fmt.Errorf("syncz resource %d: decode client config: %w", i, err)
@@ -260,7 +264,11 @@ func (d *synczDecoder) sweepArenas() {
 			pinned += c.arena.size
 		}
 	}
-	if pinned <= 2*live+synczCompactSlack {
+	slack := d.compactSlack
+	if slack == 0 {
+		slack = synczCompactSlack
+	}
+	if pinned <= 2*live+slack {
 		return
 	}
 	a := &synczArena{swept: d.gen}

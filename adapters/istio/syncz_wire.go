@@ -107,12 +107,13 @@ type wireClientConfig struct {
 }
 
 // synczNodeID returns the node id of an encoded ClientConfig without decoding the rest,
-// to find the proxy's previous read. ok is false when the bytes do not parse.
+// to find the proxy's previous read. ok is false when the bytes do not parse; id is
+// then the id read before the fault, if any, to name the proxy in an error.
 func synczNodeID(b []byte) (id []byte, ok bool) {
 	for len(b) > 0 {
 		f, n, err := nextField(b)
 		if err != nil {
-			return nil, false
+			return id, false
 		}
 		b = b[n:]
 		if f.num != clientConfigNode || f.typ != protowire.BytesType {
@@ -122,7 +123,7 @@ func synczNodeID(b []byte) (id []byte, ok bool) {
 		for nb := f.bytes; len(nb) > 0; {
 			g, m, err := nextField(nb)
 			if err != nil {
-				return nil, false
+				return id, false
 			}
 			nb = nb[m:]
 			if g.num == nodeID && g.typ == protowire.BytesType {
@@ -380,6 +381,9 @@ func (a *synczArena) reserveID(n int) int {
 
 // typeSlice returns an empty, never nil slice with room for n types.
 func (a *synczArena) typeSlice(n int) []reconcile.XDSStatus {
+	if n == 0 {
+		return []reconcile.XDSStatus{}
+	}
 	if len(a.types)+n > cap(a.types) {
 		size := min(max(2*cap(a.types), synczArenaMinTypes), synczArenaMaxTypes)
 		size = max(size, n)
