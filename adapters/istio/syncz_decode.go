@@ -110,15 +110,8 @@ func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string
 			return nil, fmt.Errorf("syncz resource %d: type url %q, want %q", i, got, clientConfigTypeURL)
 		}
 		raw := res.GetValue()
-		id, ok := synczNodeID(raw)
-		if ok && len(id) > 0 {
-			if pos, found := d.index[string(id)]; found {
-				c := &d.cached[pos]
-				if c.seen != d.gen && bytes.Equal(c.raw, raw) {
-					c.seen = d.gen
-					continue
-				}
-			}
+		if d.reuse(raw) {
+			continue
 		}
 		status, err := d.decodeProxy(i, raw)
 		if err != nil {
@@ -130,6 +123,27 @@ func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string
 	out := d.collect(istiod)
 	d.sweepArenas()
 	return out, nil
+}
+
+// reuse marks the proxy of raw seen in this read if the last read had the same bytes.
+func (d *synczDecoder) reuse(raw []byte) bool {
+	if len(d.cached) == 0 {
+		return false // the first read, or the first after an error
+	}
+	id, ok := synczNodeID(raw)
+	if !ok || len(id) == 0 {
+		return false
+	}
+	pos, found := d.index[string(id)]
+	if !found {
+		return false
+	}
+	c := &d.cached[pos]
+	if c.seen == d.gen || !bytes.Equal(c.raw, raw) {
+		return false
+	}
+	c.seen = d.gen
+	return true
 }
 
 // decodeProxy decodes resource i; its errors name the proxy when its id is readable.

@@ -57,6 +57,18 @@ type wireField struct {
 // A field of a wire type the reader does not expect for its number is an unknown field
 // to protobuf (it is kept aside, not an error), so readers compare both num and typ.
 func nextField(b []byte) (wireField, int, error) {
+	// Most fields of a ClientConfig have a one-byte tag and a one-byte length or value.
+	if len(b) >= 2 && b[0] < 0x80 && b[0] >= 8 && b[1] < 0x80 {
+		num, typ := protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
+		switch typ {
+		case protowire.BytesType:
+			if n := 2 + int(b[1]); n <= len(b) {
+				return wireField{num: num, typ: typ, bytes: b[2:n]}, n, nil
+			}
+		case protowire.VarintType:
+			return wireField{num: num, typ: typ, varint: uint64(b[1])}, 2, nil
+		}
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
 		return wireField{}, 0, protowire.ParseError(n)
