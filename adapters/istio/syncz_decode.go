@@ -14,7 +14,8 @@ import (
 )
 
 // synczDecoder decodes the syncz answers of one istiod, read after read. Between two
-// reads most proxies' ClientConfigs are byte for byte the same, so it keeps each proxy's
+// reads most proxies' ClientConfigs are byte for byte the same (istiod marshals them
+// deterministically, protoconv.MessageToAny), so it keeps each proxy's
 // bytes and status from the last read and decodes only what changed; while a change is
 // in flight meshdrift reads every 250 ms, and decoding every proxy each time was a
 // quarter of its CPU at fleet scale.
@@ -34,6 +35,7 @@ type synczDecoder struct {
 	spare []synczCached
 	added []synczCached // proxies new in this read, in istiod's order
 	order []int32       // added's positions, sorted by id
+	kept  int           // cached proxies seen in this read
 	dups  []synczCached // second and later entries of one id in one read
 	wire  wireClientConfig
 	in    synczInterner
@@ -101,6 +103,7 @@ func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string
 	d.gen++
 	d.arena = nil
 	d.added, d.dups = d.added[:0], d.dups[:0]
+	d.kept = 0
 	if len(d.cached) == 0 {
 		d.added = slices.Grow(d.added, len(resp.GetResources()))
 	}
@@ -130,8 +133,8 @@ func (d *synczDecoder) reuse(raw []byte) bool {
 	if len(d.cached) == 0 {
 		return false // the first read, or the first after an error
 	}
-	id, ok := synczNodeID(raw)
-	if !ok || len(id) == 0 {
+	id := likelyNodeID(raw)
+	if len(id) == 0 {
 		return false
 	}
 	pos, found := d.index[string(id)]
@@ -143,6 +146,7 @@ func (d *synczDecoder) reuse(raw []byte) bool {
 		return false
 	}
 	c.seen = d.gen
+	d.kept++
 	return true
 }
 
@@ -178,12 +182,22 @@ func (d *synczDecoder) store(raw []byte, p reconcile.ProxyStatus) {
 		d.dups = append(d.dups, c)
 	default:
 		d.cached[pos] = c
+		d.kept++
 	}
 }
 
 // collect makes the read's output, sorted by id (each id's entries in istiod's order, as
 // the stable sort of ParseSynczXDS leaves them), and the cache for the next read.
 func (d *synczDecoder) collect(istiod string) []reconcile.ProxyStatus {
+	if len(d.added) == 0 && len(d.dups) == 0 && d.kept == len(d.cached) {
+		// The same proxies as last time (the usual read): the cache stays as it is.
+		out := make([]reconcile.ProxyStatus, len(d.cached))
+		for i := range d.cached {
+			out[i] = d.cached[i].status
+			out[i].Istiod, out[i].ControlPlaneVersion = istiod, d.cp.Info.Version
+		}
+		return out
+	}
 	// Sort positions rather than the proxies themselves, which are large; ties go by
 	// position, which is istiod's order.
 	d.order = d.order[:0]
@@ -244,6 +258,10 @@ func (d *synczDecoder) collect(istiod string) []reconcile.ProxyStatus {
 	clear(d.added)
 	clear(d.dups)
 	d.spare, d.cached = d.cached[:0], next
+	// Scratch sized for a fleet that has since shrunk goes too.
+	if cap(d.spare) > 4*len(next)+64 {
+		d.spare, d.added, d.order = nil, nil, nil
+	}
 	if changed {
 		d.reindex()
 	}

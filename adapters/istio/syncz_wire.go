@@ -118,6 +118,21 @@ type wireClientConfig struct {
 	configs      []wireXDSConfig
 }
 
+// likelyNodeID returns the node id of an encoded ClientConfig as istiod writes it: the
+// node first, its id first. It is only a key to find the proxy's last read by; the bytes
+// are then compared whole, so a ClientConfig encoded otherwise is decoded, never misread.
+func likelyNodeID(b []byte) []byte {
+	f, _, err := nextField(b)
+	if err != nil || f.num != clientConfigNode || f.typ != protowire.BytesType {
+		return nil
+	}
+	g, _, err := nextField(f.bytes)
+	if err != nil || g.num != nodeID || g.typ != protowire.BytesType {
+		return nil
+	}
+	return g.bytes
+}
+
 // synczNodeID returns the node id of an encoded ClientConfig without decoding the rest,
 // to find the proxy's previous read. ok is false when the bytes do not parse; id is
 // then the id read before the fault, if any, to name the proxy in an error.
