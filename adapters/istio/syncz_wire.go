@@ -133,9 +133,9 @@ func likelyNodeID(b []byte) []byte {
 	return g.bytes
 }
 
-// synczNodeID returns the node id of an encoded ClientConfig without decoding the rest,
-// to find the proxy's previous read. ok is false when the bytes do not parse; id is
-// then the id read before the fault, if any, to name the proxy in an error.
+// synczNodeID returns the node id an encoded ClientConfig decodes to, without decoding
+// the rest. ok is false when the bytes do not parse; id is then the id read before the
+// fault, if any, to name the proxy in an error.
 func synczNodeID(b []byte) (id []byte, ok bool) {
 	for len(b) > 0 {
 		f, n, err := nextField(b)
