@@ -34,7 +34,7 @@ type synczDecoder struct {
 	// Scratch, reused from read to read.
 	spare []synczCached
 	added []synczCached // proxies new in this read, in istiod's order
-	order []int32       // added's positions, sorted by id
+	order []synczOrder  // added's positions, sorted by id
 	kept  int           // cached proxies seen in this read
 	dups  []synczCached // second and later entries of one id in one read
 	wire  wireClientConfig
@@ -49,6 +49,12 @@ type synczDecoder struct {
 	// compactSlack is how much arenas may hold beyond twice what is used; zero means
 	// synczCompactSlack. Tests set it small.
 	compactSlack int
+}
+
+// synczOrder is a position in added with its id, to sort without touching the proxies.
+type synczOrder struct {
+	id  string
+	pos int
 }
 
 // synczCached is one proxy as last read.
@@ -202,31 +208,28 @@ func (d *synczDecoder) collect(istiod string) []reconcile.ProxyStatus {
 	// position, which is istiod's order.
 	d.order = d.order[:0]
 	for i := range d.added {
-		d.order = append(d.order, int32(i))
+		d.order = append(d.order, synczOrder{d.added[i].status.ID, i})
 	}
-	slices.SortFunc(d.order, func(i, j int32) int {
-		if c := strings.Compare(d.added[i].status.ID, d.added[j].status.ID); c != 0 {
+	slices.SortFunc(d.order, func(a, b synczOrder) int {
+		if c := strings.Compare(a.id, b.id); c != 0 {
 			return c
 		}
-		return cmp.Compare(i, j)
+		return cmp.Compare(a.pos, b.pos)
 	})
 	added := d.order[:0]
-	prev := ""
-	for _, i := range d.order {
-		id := d.added[i].status.ID
-		if len(added) > 0 && id == prev {
-			d.dups = append(d.dups, d.added[i])
+	for _, o := range d.order {
+		if len(added) > 0 && o.id == added[len(added)-1].id {
+			d.dups = append(d.dups, d.added[o.pos])
 			continue
 		}
-		prev = id
-		added = append(added, i)
+		added = append(added, o)
 	}
 	slices.SortStableFunc(d.dups, func(a, b synczCached) int { return strings.Compare(a.status.ID, b.status.ID) })
 	next := slices.Grow(d.spare[:0], len(d.cached)+len(added))
 	out := make([]reconcile.ProxyStatus, 0, len(d.cached)+len(d.added)+len(d.dups))
 	dups := d.dups
-	emit := func(c synczCached) {
-		next = append(next, c)
+	emit := func(c *synczCached) {
+		next = append(next, *c)
 		p := c.status
 		p.Istiod, p.ControlPlaneVersion = istiod, d.cp.Info.Version
 		out = append(out, p)
@@ -244,20 +247,21 @@ func (d *synczDecoder) collect(istiod string) []reconcile.ProxyStatus {
 			changed = true
 			continue
 		}
-		for len(added) > 0 && d.added[added[0]].status.ID < c.status.ID {
-			emit(d.added[added[0]])
+		for len(added) > 0 && added[0].id < c.status.ID {
+			emit(&d.added[added[0].pos])
 			added = added[1:]
 		}
-		emit(*c)
+		emit(c)
 	}
-	for _, k := range added {
-		emit(d.added[k])
+	for _, o := range added {
+		emit(&d.added[o.pos])
 	}
 	// Drop the references the old cache and the scratch hold, for the collector.
 	clear(d.cached)
 	clear(d.added)
 	clear(d.dups)
 	d.spare, d.cached = d.cached[:0], next
+	clear(d.order)
 	// Scratch sized for a fleet that has since shrunk goes too.
 	if cap(d.spare) > 4*len(next)+64 {
 		d.spare, d.added, d.order = nil, nil, nil

@@ -57,16 +57,19 @@ type wireField struct {
 // A field of a wire type the reader does not expect for its number is an unknown field
 // to protobuf (it is kept aside, not an error), so readers compare both num and typ.
 func nextField(b []byte) (wireField, int, error) {
-	// Most fields of a ClientConfig have a one-byte tag and a one-byte length or value.
-	if len(b) >= 2 && b[0] < 0x80 && b[0] >= 8 && b[1] < 0x80 {
+	// Most tags of a ClientConfig are one byte; their varints and lengths are short.
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 8 {
 		num, typ := protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
 		switch typ {
-		case protowire.BytesType:
-			if n := 2 + int(b[1]); n <= len(b) {
-				return wireField{num: num, typ: typ, bytes: b[2:n]}, n, nil
-			}
 		case protowire.VarintType:
-			return wireField{num: num, typ: typ, varint: uint64(b[1])}, 2, nil
+			if v, n := shortVarint(b[1:]); n > 0 {
+				return wireField{num: num, typ: typ, varint: v}, 1 + n, nil
+			}
+		case protowire.BytesType:
+			if l, n := shortVarint(b[1:]); n > 0 && l <= uint64(len(b)-1-n) {
+				end := 1 + n + int(l)
+				return wireField{num: num, typ: typ, bytes: b[1+n : end]}, end, nil
+			}
 		}
 	}
 	num, typ, n := protowire.ConsumeTag(b)
@@ -89,6 +92,18 @@ func nextField(b []byte) (wireField, int, error) {
 	return f, n + m, nil
 }
 
+// shortVarint decodes a varint of up to nine bytes (63 bits); n is 0 for anything else,
+// which protowire then reads or rejects.
+func shortVarint(b []byte) (v uint64, n int) {
+	for i := 0; i < len(b) && i < 9; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i] < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
 // wireXDSConfig is one ClientConfig.GenericXdsConfig as read from the wire, before it
 // is checked: protobuf lets a field repeat (the last wins) and a message field repeat
 // (they merge), so a config is known only once all its bytes are read.
@@ -107,6 +122,14 @@ type metadataValue struct {
 	present  bool
 	isString bool
 	str      []byte
+}
+
+// check refuses a value of another kind than string: guessing would misname a proxy.
+func (v *metadataValue) check(id []byte, key string) error {
+	if v.present && !v.isString {
+		return fmt.Errorf("proxy %q: node metadata %s is not a string", id, key)
+	}
+	return nil
 }
 
 // wireClientConfig is what meshdrift reads of one ClientConfig. Its slices alias the
@@ -432,13 +455,11 @@ func (w *wireClientConfig) proxyStatus(in *synczInterner, a *synczArena) (reconc
 	if len(w.id) == 0 {
 		return reconcile.ProxyStatus{}, errors.New("client config has no node id")
 	}
-	for _, md := range []struct {
-		key string
-		v   *metadataValue
-	}{{"CLUSTER_ID", &w.clusterID}, {"ISTIO_VERSION", &w.istioVersion}} {
-		if md.v.present && !md.v.isString {
-			return reconcile.ProxyStatus{}, fmt.Errorf("proxy %q: node metadata %s is not a string", w.id, md.key)
-		}
+	if err := w.clusterID.check(w.id, "CLUSTER_ID"); err != nil {
+		return reconcile.ProxyStatus{}, err
+	}
+	if err := w.istioVersion.check(w.id, "ISTIO_VERSION"); err != nil {
+		return reconcile.ProxyStatus{}, err
 	}
 	types := a.typeSlice(len(w.configs))
 	for i := range w.configs {
