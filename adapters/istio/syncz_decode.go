@@ -106,6 +106,7 @@ func (d *synczDecoder) decode(resp *discoveryv3.DiscoveryResponse, istiod string
 	// The interner is emptied every read, so that it holds no string beyond the proxies
 	// that use it.
 	clear(d.in.m)
+	d.in.recent = [len(d.in.recent)]string{}
 	d.gen++
 	d.arena = nil
 	d.added, d.dups = d.added[:0], d.dups[:0]

@@ -341,9 +341,6 @@ func (c *wireXDSConfig) read(b []byte) error {
 			}
 		}
 	}
-	if !utf8.Valid(c.typeURL) {
-		return errors.New("type url is not valid UTF-8")
-	}
 	if !utf8.Valid(c.details) {
 		return errors.New("error details are not valid UTF-8")
 	}
@@ -461,9 +458,11 @@ func (w *wireClientConfig) proxyStatus(in *synczInterner, a *synczArena) (reconc
 	if err := w.istioVersion.check(w.id, "ISTIO_VERSION"); err != nil {
 		return reconcile.ProxyStatus{}, err
 	}
+	clusterID, _ := in.slot(0, w.clusterID.str)
+	istioVersion, _ := in.slot(1, w.istioVersion.str)
 	types := a.typeSlice(len(w.configs))
 	for i := range w.configs {
-		st, err := w.configs[i].xdsStatus(in)
+		st, err := w.configs[i].xdsStatus(in, 2+i)
 		if err != nil {
 			return reconcile.ProxyStatus{}, fmt.Errorf("proxy %q: %w", w.id, err)
 		}
@@ -474,17 +473,22 @@ func (w *wireClientConfig) proxyStatus(in *synczInterner, a *synczArena) (reconc
 	})
 	return reconcile.ProxyStatus{
 		ID:           a.id(w.id),
-		ClusterID:    in.bytes(w.clusterID.str),
-		IstioVersion: in.bytes(w.istioVersion.str),
+		ClusterID:    clusterID,
+		IstioVersion: istioVersion,
 		Types:        types,
 	}, nil
 }
 
-func (c *wireXDSConfig) xdsStatus(in *synczInterner) (reconcile.XDSStatus, error) {
+// xdsStatus checks and converts one config, the slot-th string of its proxy.
+func (c *wireXDSConfig) xdsStatus(in *synczInterner, slot int) (reconcile.XDSStatus, error) {
 	if len(c.typeURL) == 0 {
 		return reconcile.XDSStatus{}, errors.New("xds config with an empty type url")
 	}
-	typeURL := in.bytes(c.typeURL)
+	typeURL, known := in.slot(slot, c.typeURL)
+	if !known && !utf8.Valid(c.typeURL) {
+		// protobuf refuses such bytes: so does this reader, before the rest is checked.
+		return reconcile.XDSStatus{}, errors.New("xds config type url is not valid UTF-8")
+	}
 	state, err := configState(statusv3.ConfigStatus(c.status))
 	if err != nil {
 		return reconcile.XDSStatus{}, fmt.Errorf("type %q: %w", typeURL, err)
