@@ -15,10 +15,10 @@ import (
 
 // synczDecoder decodes the syncz answers of one istiod, read after read. Between two
 // reads most proxies' ClientConfigs are byte for byte the same (istiod marshals them
-// deterministically, protoconv.MessageToAny), so it keeps each proxy's
-// bytes and status from the last read and decodes only what changed; while a change is
-// in flight meshdrift reads every 250 ms, and decoding every proxy each time was a
-// quarter of its CPU at fleet scale.
+// deterministically, protoconv.MessageToAny), so it keeps each proxy's bytes and status
+// from the last read and decodes only what changed. While a change is in flight
+// meshdrift reads every 250 ms, and decoding every proxy each time was a quarter of its
+// CPU at fleet scale.
 //
 // It holds the last read only: proxies that vanish are dropped, and what decoded
 // proxies are carved from is compacted once it holds much more than they use. It keeps
