@@ -47,6 +47,9 @@ type xdsSynczClient struct {
 	cc     *grpc.ClientConn
 	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	cancel context.CancelFunc // ends stream
+	// decoder decodes only the proxies that changed since the last read. It outlives a
+	// stream: it compares bytes, so a reconnect (even to another replica) cannot fool it.
+	decoder synczDecoder
 }
 
 func (c *xdsSynczClient) read(ctx context.Context) (string, []reconcile.ProxyStatus, error) {
@@ -86,7 +89,7 @@ func (c *xdsSynczClient) readLocked(ctx context.Context) (string, []reconcile.Pr
 		c.resetLocked()
 		return "", nil, fmt.Errorf("syncz over xds: %w", err)
 	}
-	proxies, err := ParseSynczXDS(resp, c.target.Name)
+	proxies, err := c.decoder.Decode(resp, c.target.Name)
 	if err != nil {
 		return "", nil, fmt.Errorf("syncz over xds: %w", err)
 	}
@@ -133,6 +136,7 @@ func (c *xdsSynczClient) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resetLocked()
+	c.decoder.reset()
 }
 
 // exchangeSyncz sends one syncz request and returns its answer.

@@ -7,7 +7,9 @@ import (
 	"os"
 	"testing"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -52,7 +54,8 @@ const benchProxies = 10000
 
 // BenchmarkParseSyncz10000Proxies parses both syncz forms for 10,000 proxies, made at
 // bench time from the proxies of the captured golden files (renamed, so that every
-// proxy is distinct), never from a committed payload.
+// proxy is distinct), never from a committed payload. xds is a first read (every proxy
+// decoded), xds-repeat a reader's next read, xds-proto the protobuf decode it replaced.
 func BenchmarkParseSyncz10000Proxies(b *testing.B) {
 	b.Run("http", func(b *testing.B) {
 		body := scaledSynczHTTP(b, benchProxies)
@@ -67,31 +70,8 @@ func BenchmarkParseSyncz10000Proxies(b *testing.B) {
 		}
 	})
 	b.Run("xds", func(b *testing.B) {
-		raw, err := os.ReadFile("testdata/istiod-1.31/syncz-xds-2-after-vs.json")
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp, err := UnmarshalSynczXDSJSON(raw)
-		if err != nil {
-			b.Fatal(err)
-		}
-		captured := resp.GetResources()
-		resp.Resources = make([]*anypb.Any, 0, benchProxies)
-		size := 0
-		for i := range benchProxies {
-			var cc statusv3.ClientConfig
-			if err := captured[i%len(captured)].UnmarshalTo(&cc); err != nil {
-				b.Fatal(err)
-			}
-			cc.Node.Id = fmt.Sprintf("app-%d-%s", i, cc.Node.Id)
-			a, err := anypb.New(&cc)
-			if err != nil {
-				b.Fatal(err)
-			}
-			size += len(a.Value)
-			resp.Resources = append(resp.Resources, a)
-		}
-		b.SetBytes(int64(size))
+		resp := scaledSynczXDS(b, benchProxies)
+		b.SetBytes(int64(synczValueBytes(resp)))
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
@@ -101,6 +81,101 @@ func BenchmarkParseSyncz10000Proxies(b *testing.B) {
 			}
 		}
 	})
+	// How ParseSynczXDS decoded before it read the wire format itself, for comparison.
+	b.Run("xds-proto", func(b *testing.B) {
+		resp := scaledSynczXDS(b, benchProxies)
+		b.SetBytes(int64(synczValueBytes(resp)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			proxies, err := protoParseSynczXDS(resp, "istiod-0")
+			if err != nil || len(proxies) != benchProxies {
+				b.Fatalf("%d proxies, %v", len(proxies), err)
+			}
+		}
+	})
+	// A reader's read after a read: one proxy in a hundred changed since the last one
+	// (reads alternate between two answers that differ in those proxies).
+	b.Run("xds-repeat", func(b *testing.B) {
+		resps := [2]*discoveryv3.DiscoveryResponse{scaledSynczXDS(b, benchProxies), scaledSynczXDS(b, benchProxies)}
+		for i := 0; i < benchProxies; i += 100 {
+			resps[1].Resources[i] = touchedClientConfig(b, resps[1].Resources[i])
+		}
+		var d synczDecoder
+		if _, err := d.Decode(resps[1], "istiod-0"); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(synczValueBytes(resps[0])))
+		b.ReportAllocs()
+		b.ResetTimer()
+		n := 0
+		for b.Loop() {
+			proxies, err := d.Decode(resps[n%2], "istiod-0")
+			if err != nil || len(proxies) != benchProxies {
+				b.Fatalf("%d proxies, %v", len(proxies), err)
+			}
+			n++
+		}
+	})
+}
+
+// scaledSynczXDS is an xDS syncz answer of n proxies: the captured ones repeated, each
+// under a new name.
+func scaledSynczXDS(b *testing.B, n int) *discoveryv3.DiscoveryResponse {
+	b.Helper()
+	raw, err := os.ReadFile("testdata/istiod-1.31/syncz-xds-2-after-vs.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := UnmarshalSynczXDSJSON(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	captured := resp.GetResources()
+	resp.Resources = make([]*anypb.Any, 0, n)
+	for i := range n {
+		var cc statusv3.ClientConfig
+		if err := captured[i%len(captured)].UnmarshalTo(&cc); err != nil {
+			b.Fatal(err)
+		}
+		cc.Node.Id = fmt.Sprintf("app-%d-%s", i, cc.Node.Id)
+		resp.Resources = append(resp.Resources, deterministicAny(b, &cc))
+	}
+	return resp
+}
+
+// deterministicAny marshals as istiod does (protoconv.MessageToAny): with map entries
+// in order, so that an unchanged proxy is the same bytes read after read.
+func deterministicAny(b *testing.B, cc *statusv3.ClientConfig) *anypb.Any {
+	b.Helper()
+	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(cc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &anypb.Any{TypeUrl: clientConfigTypeURL, Value: value}
+}
+
+// touchedClientConfig is the proxy of a after istiod pushed it one more time.
+func touchedClientConfig(b *testing.B, a *anypb.Any) *anypb.Any {
+	b.Helper()
+	var cc statusv3.ClientConfig
+	if err := a.UnmarshalTo(&cc); err != nil {
+		b.Fatal(err)
+	}
+	for _, gc := range cc.GetGenericXdsConfigs() {
+		if gc.LastUpdated != nil {
+			gc.LastUpdated.Seconds++
+		}
+	}
+	return deterministicAny(b, &cc)
+}
+
+func synczValueBytes(resp *discoveryv3.DiscoveryResponse) int {
+	n := 0
+	for _, a := range resp.GetResources() {
+		n += len(a.GetValue())
+	}
+	return n
 }
 
 // scaledSynczHTTP is an HTTP syncz body of n proxies: the captured ones repeated,

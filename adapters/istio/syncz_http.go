@@ -144,6 +144,8 @@ func decodeSynczHTTP(body []byte, istiod string) (proxies []reconcile.ProxyStatu
 type synczInterner struct {
 	m    map[string]string
 	slab []reconcile.XDSStatus
+	// recent holds, by place in a proxy, the string the last proxy had there (see slot).
+	recent [16]string
 }
 
 func (in *synczInterner) str(s string) string {
@@ -157,6 +159,36 @@ func (in *synczInterner) str(s string) string {
 		in.m[s] = s
 	}
 	return s
+}
+
+// bytes is str for bytes: a string already held costs no allocation.
+func (in *synczInterner) bytes(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if v, ok := in.m[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	if len(in.m) < maxInterned {
+		in.m[s] = s
+	}
+	return s
+}
+
+// slot is bytes for a string that usually equals the last proxy's at the same place
+// (istiod sorts each proxy's types): a hit compares bytes without hashing them. known
+// says the string came from the slot.
+func (in *synczInterner) slot(i int, b []byte) (s string, known bool) {
+	if i >= len(in.recent) {
+		return in.bytes(b), false
+	}
+	if s := in.recent[i]; s == string(b) {
+		return s, true
+	}
+	s = in.bytes(b)
+	in.recent[i] = s
+	return s, false
 }
 
 // maxInterned bounds the strings shared per body: istiod has a handful of type URLs and
