@@ -62,14 +62,7 @@ func TestLiveSourceSkipsUnservedKinds(t *testing.T) {
 			"status": map[string]any{"loadBalancer": map[string]any{}},
 		}),
 	)
-	dc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{{
-		GroupVersion: "networking.istio.io/v1",
-		APIResources: []metav1.APIResource{
-			{Name: "virtualservices", Kind: "VirtualService", Namespaced: true, Verbs: listWatch},
-			{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true, Verbs: listWatch},
-			{Name: "serviceentries", Kind: "ServiceEntry", Namespaced: true, Verbs: listWatch},
-		},
-	}}}}
+	dc := fakeNetworkingDiscovery()
 	sch := metadatafake.NewTestScheme()
 	if err := metav1.AddMetaToScheme(sch); err != nil {
 		t.Fatal(err)
@@ -149,14 +142,7 @@ func fakeLive(tb testing.TB, resync time.Duration, objs ...runtime.Object) (*Liv
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{vsGVR: "VirtualServiceList", drGVR: "DestinationRuleList", seGVR: "ServiceEntryList", servicesGVR: "ServiceList"},
 		objs...)
-	dc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{{
-		GroupVersion: "networking.istio.io/v1",
-		APIResources: []metav1.APIResource{
-			{Name: "virtualservices", Kind: "VirtualService", Namespaced: true, Verbs: listWatch},
-			{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true, Verbs: listWatch},
-			{Name: "serviceentries", Kind: "ServiceEntry", Namespaced: true, Verbs: listWatch},
-		},
-	}}}}
+	dc := fakeNetworkingDiscovery()
 	sch := metadatafake.NewTestScheme()
 	if err := metav1.AddMetaToScheme(sch); err != nil {
 		tb.Fatal(err)
@@ -235,4 +221,16 @@ func TestLiveSourceVersionCountsChangesNotResyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVersion("a VirtualService deleted", func(v uint64) bool { return v > v1 })
+}
+
+// fakeNetworkingDiscovery serves VirtualServices, DestinationRules and ServiceEntries.
+func fakeNetworkingDiscovery() *discoveryfake.FakeDiscovery {
+	return &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{{
+		GroupVersion: "networking.istio.io/v1",
+		APIResources: []metav1.APIResource{
+			{Name: "virtualservices", Kind: "VirtualService", Namespaced: true, Verbs: listWatch},
+			{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true, Verbs: listWatch},
+			{Name: "serviceentries", Kind: "ServiceEntry", Namespaced: true, Verbs: listWatch},
+		},
+	}}}}
 }
