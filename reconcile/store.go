@@ -32,6 +32,10 @@ type Store struct {
 	clocks  map[string]*clockEstimator // per istiod, as istiods
 	nacks   []NACKEvent
 	changes map[ObjectRef]*trackedChange
+	// open holds the changes not propagated yet, the ones Evaluate visits; swept is when
+	// it last looked through all changes for those past their Retention.
+	open  map[ObjectRef]*trackedChange
+	swept time.Time
 	// index holds each istiod view prepared for evaluation (index.go), made when first
 	// needed after a read; ids numbers the proxies they hold.
 	index map[string]*viewIndex
@@ -84,6 +88,7 @@ func NewStore(cfg PropagationConfig, observer PropagationObserver) *Store {
 		istiods:  map[string]IstiodView{},
 		clocks:   map[string]*clockEstimator{},
 		changes:  map[ObjectRef]*trackedChange{},
+		open:     map[ObjectRef]*trackedChange{},
 		index:    map[string]*viewIndex{},
 		ids:      &proxyIDs{},
 		nackSeq:  map[string]uint64{},
@@ -198,8 +203,10 @@ func (s *Store) ObserveMeshChange(c MeshChange) {
 		s.mu.Unlock()
 		return
 	}
-	s.changes[c.Ref] = &trackedChange{change: c, settled: settledAtStart(c, s.started, s.cfg.Grace),
+	tc := &trackedChange{change: c, settled: settledAtStart(c, s.started, s.cfg.Grace),
 		result: Propagation{Change: c, State: PropagationPending, Since: c.ObservedAt}}
+	s.changes[c.Ref] = tc
+	s.open[c.Ref] = tc
 	s.ver.changes++
 	if len(s.changes) > s.cfg.MaxChanges {
 		s.evictLocked()
@@ -246,6 +253,7 @@ func (s *Store) evictLocked() {
 	keep := s.cfg.MaxChanges * 9 / 10
 	for _, v := range all[:len(all)-keep] {
 		delete(s.changes, v.ref)
+		delete(s.open, v.ref)
 	}
 	s.ver.changes++
 }
@@ -274,14 +282,26 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 	s.mu.Lock()
 	var in *evalInput // made when a change needs evaluating
 	inFlight, started := false, false
-	for ref, tc := range s.changes {
-		if (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
-			(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention) {
-			delete(s.changes, ref)
-			s.ver.changes++
-			continue
+	// Expired changes are swept from all of them at most every sweepEvery; the pass
+	// itself visits the open ones: an idle fleet holds thousands of propagated changes,
+	// and visiting each every second was most of an idle meshdrift's CPU.
+	if sweep := min(s.cfg.Retention/10, maxSweepEvery); now.Sub(s.swept) >= sweep || now.Before(s.swept) {
+		s.swept = now
+		for ref, tc := range s.changes {
+			if s.expired(tc, now) {
+				delete(s.changes, ref)
+				delete(s.open, ref)
+				s.ver.changes++
+			}
 		}
-		if tc.resolved {
+	}
+	for ref, tc := range s.open {
+		if tc.resolved || s.expired(tc, now) {
+			if !tc.resolved {
+				delete(s.changes, ref)
+				s.ver.changes++
+			}
+			delete(s.open, ref)
 			continue
 		}
 		if final(tc.result.State) && (tc.evaluatedSeq == s.seq || now.Sub(tc.evaluatedAt) < s.cfg.Recheck) {
@@ -310,6 +330,9 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 		tc.result = next
 		tc.resolved = next.State == PropagationPropagated
+		if tc.resolved {
+			delete(s.open, ref)
+		}
 		if tc.resolved || final(next.State) {
 			// Only a change in flight needs its first pushes, for its latency: one that
 			// went NACKed, Stale or NotPushed measures it, should it propagate after all,
@@ -333,6 +356,16 @@ func (s *Store) Evaluate(now time.Time) (unresolved bool) {
 		}
 	}
 	return unresolved
+}
+
+// maxSweepEvery bounds how late a change past its Retention is dropped.
+const maxSweepEvery = time.Minute
+
+// expired reports whether a change is past its Retention: propagated ones from when they
+// propagated, deletions from when they were seen.
+func (s *Store) expired(tc *trackedChange, now time.Time) bool {
+	return (tc.resolved && now.Sub(tc.result.Since) > s.cfg.Retention) ||
+		(tc.change.Deleted && now.Sub(tc.change.ObservedAt) > s.cfg.Retention)
 }
 
 // InFlight reports whether the last Evaluate found a change in flight: pending within its
