@@ -82,8 +82,10 @@ func allRequests(ss samples) float64 {
 func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube, istiod *testbed.Istiod, base string, pid, istiods int, refreshes *refresher) (steadyResult, error) {
 	var st steadyResult
 	var mok0, mok1 bool
-	scrapeAll := func(mok *bool) (a, m, i samples, err error) {
-		if a, err = apiserverMetrics(ctx, kube); err != nil {
+	var r0, r1 int64
+	scrapeAll := func(mok *bool, refreshed *int64) (a, m, i samples, err error) {
+		*refreshed = refreshes.quiet(func() { a, err = apiserverMetrics(ctx, kube) })
+		if err != nil {
 			return
 		}
 		m, *mok = scrapeMeshdrift(ctx, base, pid)
@@ -91,17 +93,16 @@ func steadyState(ctx context.Context, o options, rep *report, kube *testbed.Kube
 		return
 	}
 	logf("steady-state window of %s", o.steady)
-	a0, m0, i0, err := scrapeAll(&mok0)
+	a0, m0, i0, err := scrapeAll(&mok0, &r0)
 	if err != nil {
 		return st, err
 	}
 	t0 := time.Now()
-	r0 := refreshes.writes.Load()
 	if err := sleep(ctx, o.steady); err != nil {
 		return st, err
 	}
-	r1, failed := refreshes.writes.Load(), refreshes.failed.Load()
-	a1, m1, i1, err := scrapeAll(&mok1)
+	a1, m1, i1, err := scrapeAll(&mok1, &r1)
+	failed := refreshes.failed.Load()
 	if err != nil {
 		return st, err
 	}
