@@ -216,6 +216,14 @@ func sideBySide(ctx context.Context, o options, rep *report, st steadyResult, ku
 		return err
 	}
 	mdIstiod := synczCost + 2*pageCost
+	if o.profileDir != "" {
+		// What istiod does for each: its CPU profile while one reads back to back.
+		profileIstiod(ctx, istiod, o.profileDir, "istiod-cpu-meshdrift-reads.pb.gz", func() error { _, err := c.read(); return err })
+		profileIstiod(ctx, istiod, o.profileDir, "istiod-cpu-istioctl-runs.pb.gz", func() error {
+			return exec.CommandContext(ctx, assets.Bin("istioctl"), "--kubeconfig", kube.Kubeconfig,
+				"proxy-status", "--revision", "default", "--xds-address", istiod.SecureGRPCAddr, "-v", "1").Run()
+		})
+	}
 	rep.add("istiod CPU per meshdrift read: syncz / each of 2 /metrics pages", fmtDur(time.Duration(synczCost*float64(time.Second)))+" / "+fmtDur(time.Duration(pageCost*float64(time.Second))), "-", "-")
 
 	var walls, cpus, istiodCosts []time.Duration
@@ -411,4 +419,28 @@ func readToken(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// profileIstiod writes istiod's CPU profile over 5 s during which call runs back to back.
+func profileIstiod(ctx context.Context, istiod *testbed.Istiod, dir, name string, call func() error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		saveProfile(ctx, istiod.MonitoringAddr, "/debug/pprof/profile?seconds=5", dir, name, 30*time.Second)
+	}()
+	n := 0
+	for {
+		select {
+		case <-done:
+			logf("%s: %d calls", name, n)
+			return
+		default:
+		}
+		if err := call(); err != nil {
+			logf("%s: %v", name, err)
+			<-done
+			return
+		}
+		n++
+	}
 }

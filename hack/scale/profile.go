@@ -58,7 +58,7 @@ func buildProfiled(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// saveProfile fetches a pprof endpoint of the profiled meshdrift into dir/name.
+// saveProfile fetches a pprof endpoint (the profiled meshdrift's, or istiod's) into dir/name.
 func saveProfile(ctx context.Context, addr, path, dir, name string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
