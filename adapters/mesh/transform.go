@@ -373,7 +373,7 @@ func (o *meshObject) GetManagedFields() []metav1.ManagedFieldsEntry {
 			out[i].Time = &t
 		}
 		if e.fields != "" {
-			out[i].FieldsV1 = &metav1.FieldsV1{Raw: []byte(e.fields)}
+			out[i].FieldsV1 = metav1.NewFieldsV1(e.fields)
 		}
 	}
 	return out
@@ -394,7 +394,7 @@ func (o *meshObject) SetManagedFields(entries []metav1.ManagedFieldsEntry) {
 			m.at = packTime(*e.Time)
 		}
 		if e.FieldsV1 != nil {
-			m.fields = intern(string(e.FieldsV1.Raw))
+			m.fields = intern(e.FieldsV1.GetRawString())
 		}
 		o.managed[i] = m
 	}
