@@ -248,6 +248,17 @@ func Parse(b []byte) (Config, error) {
 	return cfg, nil
 }
 
+// Marshal writes c as YAML that Parse reads back to c, for the tools that run meshdrift
+// with a configuration they build (the demo, the scale harness, tests). A string emptied
+// where its default is not reads back as the default (empty fields are left out).
+func (c Config) Marshal() ([]byte, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding config: %w", err)
+	}
+	return b, nil
+}
+
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error

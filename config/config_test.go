@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/google/go-cmp/cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,36 @@ func TestAllowInsecureTokenOverHTTP(t *testing.T) {
 	}
 	if !cfg.Istio.AllowInsecureTokenOverHTTP {
 		t.Error("not set")
+	}
+}
+
+// What Marshal writes, Parse reads back as it was: the defaults, and a configuration as
+// the demo and the scale harness build one (booleans turned off included).
+func TestMarshalRoundTrip(t *testing.T) {
+	built := Default()
+	built.Kubeconfig = "/tmp/kubeconfig"
+	built.Server.ListenAddress = "127.0.0.1:9999"
+	built.ArgoCD.Enabled = false
+	built.Flux.Receiver.Enabled = true
+	built.Flux.Receiver.HMACKeyFile = "/etc/meshdrift/hmac"
+	built.Istio.Addresses = []string{"127.0.0.1:15012", "127.0.0.1:15013"}
+	built.Istio.MonitoringAddresses = []string{"127.0.0.1:15014", "127.0.0.1:15015"}
+	built.Istio.PollInterval = Duration(2 * time.Second)
+	built.Reconcile.StaleGrace = Duration(5 * time.Second)
+	built.Alerting.Events.Enabled = false
+	built.Alerting.Alertmanager.URLs = []string{"http://127.0.0.1:9093"}
+	built.Alerting.Alertmanager.ExternalURL = "http://127.0.0.1:9999"
+	for name, c := range map[string]Config{"default": Default(), "built": built} {
+		b, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := Parse(b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, b)
+		}
+		if diff := cmp.Diff(c, got); diff != "" {
+			t.Errorf("%s: read back differs (-written +read):\n%s\n%s", name, diff, b)
+		}
 	}
 }

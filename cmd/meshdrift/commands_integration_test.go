@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
 )
@@ -24,20 +24,11 @@ func writeConfig(t *testing.T, istiod *testbed.Istiod) string {
 func writeConfigGrace(t *testing.T, istiod *testbed.Istiod, grace time.Duration) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meshdrift.yaml")
-	cfg := fmt.Sprintf(`kubeconfig: %s
-flux:
-  receiver: {enabled: false}
-istio:
-  transport: xds-tls
-  addresses: [%s]
-  monitoringAddresses: [%s]
-  caFile: %s
-  tokenFile: %s
-  pollInterval: 1s
-reconcile:
-  staleGrace: %s
-`, bed.kubeconfig, istiod.SecureGRPCAddr, istiod.MonitoringAddr, istiod.RootCertFile, bed.tokenFile, grace)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	cfg := testbed.MeshdriftConfig(bed.kubeconfig, bed.tokenFile, istiod)
+	cfg.Flux.Receiver.Enabled = false
+	cfg.Istio.PollInterval = config.Duration(time.Second)
+	cfg.Reconcile.StaleGrace = config.Duration(grace)
+	if err := testbed.WriteMeshdriftConfig(path, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return path

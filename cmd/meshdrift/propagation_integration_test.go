@@ -93,18 +93,10 @@ func startMeshdriftWith(t *testing.T, grace time.Duration, edit func(*config.Con
 // launchMeshdrift is startMeshdriftWith without waiting for the sources to sync.
 func launchMeshdrift(t *testing.T, grace time.Duration, edit func(*config.Config), istiods ...*testbed.Istiod) *app {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Kubeconfig = bed.kubeconfig
+	cfg := testbed.MeshdriftConfig(bed.kubeconfig, bed.tokenFile, istiods...)
 	cfg.Flux.Receiver.Enabled = false
-	cfg.Istio.Transport = config.TransportXDSTLS
 	cfg.Istio.PollInterval = config.Duration(time.Second)
 	cfg.Reconcile.StaleGrace = config.Duration(grace)
-	for _, i := range istiods {
-		cfg.Istio.Addresses = append(cfg.Istio.Addresses, i.SecureGRPCAddr)
-		cfg.Istio.MonitoringAddresses = append(cfg.Istio.MonitoringAddresses, i.MonitoringAddr)
-		cfg.Istio.CAFile = i.RootCertFile // one root for the bed's istiods
-	}
-	cfg.Istio.TokenFile = bed.tokenFile
 	if edit != nil {
 		edit(&cfg)
 	}

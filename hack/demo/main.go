@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/internal/testbed"
 )
 
@@ -63,8 +64,8 @@ func run(ctx context.Context, log *slog.Logger, binary, listen, logDir, rbacFile
 		return err
 	}
 	cfgPath := filepath.Join(logDir, "meshdrift.yaml")
-	if err := os.WriteFile(cfgPath, []byte(demoConfig(env, listen)), 0o600); err != nil {
-		return fmt.Errorf("writing meshdrift config: %w", err)
+	if err := testbed.WriteMeshdriftConfig(cfgPath, demoConfig(env, listen)); err != nil {
+		return err
 	}
 	md := exec.Command(binary, "serve", "--config", cfgPath)
 	md.Stdout, md.Stderr = os.Stdout, os.Stderr
@@ -133,24 +134,16 @@ Press Ctrl-C to stop.
 	}
 }
 
-func demoConfig(env *environment, listen string) string {
-	return fmt.Sprintf(`kubeconfig: %s
-server:
-  listenAddress: %s
-istio:
-  transport: xds-tls
-  addresses: [%s]
-  monitoringAddresses: [%s]
-  caFile: %s
-  tokenFile: %s
-  pollInterval: 2s
-reconcile:
-  staleGrace: 30s
-alerting:
-  alertmanager:
-    urls: [%s]
-    externalURL: http://%s
-`, env.kubeconfig, listen, env.istiod.SecureGRPCAddr, env.istiod.MonitoringAddr, env.istiod.RootCertFile, env.tokenFile, env.am.URL, listen)
+// demoConfig is meshdrift's configuration for the demo: the bed's istiod and
+// Alertmanager, read every 2 s, with a 30 s grace.
+func demoConfig(env *environment, listen string) config.Config {
+	cfg := testbed.MeshdriftConfig(env.kubeconfig, env.tokenFile, env.istiod)
+	cfg.Server.ListenAddress = listen
+	cfg.Istio.PollInterval = config.Duration(2 * time.Second)
+	cfg.Reconcile.StaleGrace = config.Duration(30 * time.Second)
+	cfg.Alerting.Alertmanager.URLs = []string{env.am.URL}
+	cfg.Alerting.Alertmanager.ExternalURL = "http://" + listen
+	return cfg
 }
 
 // waitReady polls url until it answers 200 or ctx ends.

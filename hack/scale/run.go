@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/meshdrift/meshdrift/config"
 	"github.com/meshdrift/meshdrift/internal/memlimit"
 	"github.com/meshdrift/meshdrift/internal/testbed"
 	"github.com/meshdrift/meshdrift/internal/testbed/xdsproxy"
@@ -164,22 +165,12 @@ func runScale(ctx context.Context, o options, rep *report) (err error) {
 		return err
 	}
 	cfgPath := filepath.Join(logDir, "meshdrift.yaml")
-	cfg := fmt.Sprintf(`kubeconfig: %s
-server:
-  listenAddress: %s
-istio:
-  transport: xds-tls
-  addresses: [%s]
-  monitoringAddresses: [%s]
-  caFile: %s
-  tokenFile: %s
-reconcile:
-  staleGrace: %s
-alerting:
-  alertmanager:
-    urls: [%s]
-`, kube.Kubeconfig, listen, strings.Join(addresses, ", "), strings.Join(monitoring, ", "), caFile, tokenFile, o.grace, am.URL)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	cfg := testbed.MeshdriftConfig(kube.Kubeconfig, tokenFile)
+	cfg.Server.ListenAddress = listen
+	cfg.Istio.Addresses, cfg.Istio.MonitoringAddresses, cfg.Istio.CAFile = addresses, monitoring, caFile
+	cfg.Reconcile.StaleGrace = config.Duration(o.grace)
+	cfg.Alerting.Alertmanager.URLs = []string{am.URL}
+	if err := testbed.WriteMeshdriftConfig(cfgPath, cfg); err != nil {
 		return err
 	}
 	bin, pprofAddr := o.meshdrift, ""
