@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,15 +64,43 @@ func (c *metaCache) HasSynced() bool { return c.informer.HasSynced() }
 // items returns the cached objects; nil before the first list, so that no view judges
 // an empty picture as the cluster's.
 func (c *metaCache) items() []*metav1.PartialObjectMetadata {
-	if !c.informer.HasSynced() {
+	return syncedItems[*metav1.PartialObjectMetadata](c.informer)
+}
+
+// syncedItems returns an informer's cached objects of type T; nil before its first list.
+func syncedItems[T any](inf cache.SharedIndexInformer) []T {
+	if !inf.HasSynced() {
 		return nil
 	}
-	objs := c.informer.GetStore().List()
-	out := make([]*metav1.PartialObjectMetadata, 0, len(objs))
+	objs := inf.GetStore().List()
+	out := make([]T, 0, len(objs))
 	for _, o := range objs {
-		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
-			out = append(out, m)
+		if v, ok := o.(T); ok {
+			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// listCache keeps a view's latest list with the cache's Version it was read at: the
+// findings and the checks read every pod's metadata on every pass, and a fleet has tens
+// of thousands of pods. The list is shared: callers must not modify it.
+type listCache[T any] struct {
+	mu   sync.Mutex
+	ok   bool
+	ver  uint64
+	list []T
+}
+
+// get returns the list held if it was read at ver, else read's answer. A nil answer (the
+// cache has not synced) is never kept: syncing does not move the version.
+func (c *listCache[T]) get(ver uint64, read func() []T) []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && c.ver == ver {
+		return c.list
+	}
+	l := read()
+	c.ok, c.ver, c.list = l != nil, ver, l
+	return l
 }

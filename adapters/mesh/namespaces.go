@@ -15,19 +15,26 @@ import (
 
 // Namespaces lists namespaces with their labels from a metadata-only informer: the
 // revision checks (MD0701) read istio.io/rev and istio-injection, never the rest.
-type Namespaces struct{ *metaCache }
+type Namespaces struct {
+	*metaCache
+	lists listCache[reconcile.Namespace]
+}
 
 var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 // NewNamespaces builds the informer; Run starts it.
 func NewNamespaces(client metadata.Interface, resync time.Duration) *Namespaces {
 	// Keep only what the checks read: names and labels.
-	return &Namespaces{newMetaCache(client, namespacesGVR, resync, "", func(m *metav1.PartialObjectMetadata) { m.Annotations = nil })}
+	return &Namespaces{metaCache: newMetaCache(client, namespacesGVR, resync, "", func(m *metav1.PartialObjectMetadata) { m.Annotations = nil })}
 }
 
 // List returns every namespace, sorted by name; nil before the first list, so that the
-// revision checks do not run on an empty picture.
-func (n *Namespaces) List() []reconcile.Namespace {
+// revision checks do not run on an empty picture. The list is kept until the cache
+// changes: callers must not modify it.
+func (n *Namespaces) List() []reconcile.Namespace { return n.lists.get(n.Version(), n.list) }
+
+// list reads the cache anew.
+func (n *Namespaces) list() []reconcile.Namespace {
 	items := n.items()
 	if items == nil {
 		return nil

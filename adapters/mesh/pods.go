@@ -16,7 +16,10 @@ import (
 // Pods lists pods' metadata from a metadata-only informer: selector checks need labels,
 // revision and proxy-version checks the mesh's annotations; a full Pod (spec, status)
 // would cost memory in proportion to the cluster for nothing meshdrift reads.
-type Pods struct{ *metaCache }
+type Pods struct {
+	*metaCache
+	lists listCache[reconcile.PodMeta]
+}
 
 var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
@@ -26,7 +29,7 @@ var podAnnotationPrefixes = []string{"sidecar.istio.io/", "istio.io/", "proxy.is
 
 // NewPods builds the informer; Run starts it.
 func NewPods(client metadata.Interface, resync time.Duration) *Pods {
-	return &Pods{newMetaCache(client, podsGVR, resync, "", trimPodMeta)}
+	return &Pods{metaCache: newMetaCache(client, podsGVR, resync, "", trimPodMeta)}
 }
 
 // trimPodMeta keeps a pod's name, namespace, labels and the meshes' annotations.
@@ -41,9 +44,12 @@ func trimPodMeta(m *metav1.PartialObjectMetadata) {
 }
 
 // List returns every pod, sorted by namespace and name; nil before the first list, so
-// that no check judges selectors against an empty cluster. The maps are the cache's:
-// callers must not modify them.
-func (p *Pods) List() []reconcile.PodMeta {
+// that no check judges selectors against an empty cluster. The list is kept until the
+// cache changes and its maps are the cache's: callers must not modify either.
+func (p *Pods) List() []reconcile.PodMeta { return p.lists.get(p.Version(), p.list) }
+
+// list reads the cache anew.
+func (p *Pods) list() []reconcile.PodMeta {
 	items := p.items()
 	if items == nil {
 		return nil

@@ -73,6 +73,10 @@ spec:
 		p, _ := find()
 		return p.Labels["version"] == "v2", fmt.Sprintf("labels %v", p.Labels)
 	})
+	// Unchanged, the cache hands out the list it read last rather than reading it again.
+	if a, b := pods.List(), pods.List(); len(a) == 0 || &a[0] != &b[0] {
+		t.Error("an unchanged pod cache read its list again")
+	}
 }
 
 // A pod cache that may not list pods never syncs and says why: the API server's

@@ -22,13 +22,16 @@ const (
 // RevisionTags lists Istio's revision tags from a metadata-only informer on the
 // MutatingWebhookConfigurations labelled istio.io/tag: the labels say everything, and
 // the webhooks' bodies (CA bundles, selectors) are never needed.
-type RevisionTags struct{ *metaCache }
+type RevisionTags struct {
+	*metaCache
+	lists listCache[reconcile.RevisionTag]
+}
 
 var mutatingWebhooksGVR = schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}
 
 // NewRevisionTags builds the informer; Run starts it.
 func NewRevisionTags(client metadata.Interface, resync time.Duration) *RevisionTags {
-	return &RevisionTags{newMetaCache(client, mutatingWebhooksGVR, resync, labelTag, func(m *metav1.PartialObjectMetadata) {
+	return &RevisionTags{metaCache: newMetaCache(client, mutatingWebhooksGVR, resync, labelTag, func(m *metav1.PartialObjectMetadata) {
 		m.Annotations, m.OwnerReferences = nil, nil
 	})}
 }
@@ -36,8 +39,11 @@ func NewRevisionTags(client metadata.Interface, resync time.Duration) *RevisionT
 // List returns every tag with the revision it points to, sorted by tag; nil before the
 // first list, so that a namespace on a tag is not judged as if the tag were a revision.
 // A tag with several webhooks (one per injector namespace) is listed once per distinct
-// revision.
-func (r *RevisionTags) List() []reconcile.RevisionTag {
+// revision. The list is kept until the cache changes: callers must not modify it.
+func (r *RevisionTags) List() []reconcile.RevisionTag { return r.lists.get(r.Version(), r.list) }
+
+// list reads the cache anew.
+func (r *RevisionTags) list() []reconcile.RevisionTag {
 	items := r.items()
 	if items == nil {
 		return nil

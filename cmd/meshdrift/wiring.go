@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,32 +80,6 @@ type app struct {
 	tags       *mesh.RevisionTags
 	// checks runs the semantic checks on the same caches whenever they change.
 	checks *checks.Live
-	// Lists of the metadata caches, kept while their versions stand: a fleet has tens
-	// of thousands of pods, and the findings read them on every pass.
-	nsList   listCache[reconcile.Namespace]
-	podList  listCache[reconcile.PodMeta]
-	tagsList listCache[reconcile.RevisionTag]
-}
-
-// listCache keeps a lister's latest list with the version it was read at.
-type listCache[T any] struct {
-	mu   sync.Mutex
-	ok   bool
-	ver  uint64
-	list []T
-}
-
-// get returns the list held if it was read at ver, else list()'s answer. A nil answer
-// (the cache has not synced) is never kept.
-func (c *listCache[T]) get(ver uint64, list func() []T) []T {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ok && c.ver == ver {
-		return c.list
-	}
-	l := list()
-	c.ok, c.ver, c.list = l != nil, ver, l
-	return l
 }
 
 // wire builds every part the configuration enables.
@@ -320,15 +293,15 @@ func (a *app) snapshot() reconcile.Snapshot {
 	revisionsKnown := len(a.cfg.Istio.Addresses) == 0 || len(a.cfg.Istio.Revisions) > 0
 	if a.namespaces != nil && revisionsKnown {
 		ver.Namespaces = a.namespaces.Version()
-		snap.Namespaces = a.nsList.get(ver.Namespaces, a.namespaces.List)
+		snap.Namespaces = a.namespaces.List()
 	}
 	if a.pods != nil {
 		ver.Pods = a.pods.Version()
-		snap.Pods = a.podList.get(ver.Pods, a.pods.List)
+		snap.Pods = a.pods.List()
 	}
 	if a.tags != nil {
 		ver.RevisionTags = a.tags.Version()
-		snap.RevisionTags = a.tagsList.get(ver.RevisionTags, a.tags.List)
+		snap.RevisionTags = a.tags.List()
 	}
 	if a.checks != nil {
 		snap.Checks = a.checks.Latest()
