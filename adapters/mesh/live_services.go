@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,11 +23,9 @@ import (
 // annotations) is dropped as it arrives.
 type Services struct {
 	informer cache.SharedIndexInformer
+	watchErr
 	// version counts the Services added, deleted and written (Version).
 	version atomic.Uint64
-
-	mu      sync.Mutex
-	lastErr error
 }
 
 var servicesGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
@@ -42,14 +39,10 @@ func NewServices(dyn dynamic.Interface, resync time.Duration) *Services {
 	res := dyn.Resource(servicesGVR)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			l, err := res.List(ctx, opts)
-			s.setErr(err)
-			return l, err
+			return res.List(ctx, opts)
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			w, err := res.Watch(ctx, opts)
-			s.setErr(err)
-			return w, err
+			return res.Watch(ctx, opts)
 		},
 	}
 	s.informer = cache.NewSharedIndexInformerWithOptions(
@@ -58,6 +51,7 @@ func NewServices(dyn dynamic.Interface, resync time.Duration) *Services {
 		cache.SharedIndexInformerOptions{ResyncPeriod: resync, ObjectDescription: servicesGVR.String()},
 	)
 	_ = s.informer.SetTransform(trimService)
+	_ = s.informer.SetWatchErrorHandlerWithContext(s.handle)
 	// Any write counts: Services change seldom, and their status (load balancers) is
 	// already dropped by trimService but not from the resourceVersion.
 	_, _ = s.informer.AddEventHandler(countChanges(&s.version, nil))
@@ -67,19 +61,6 @@ func NewServices(dyn dynamic.Interface, resync time.Duration) *Services {
 // Version counts the Services added, deleted and written since the start; see
 // LiveSource.Version.
 func (s *Services) Version() uint64 { return s.version.Load() }
-
-func (s *Services) setErr(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastErr = err
-}
-
-// Err is the error of the latest list or watch, nil once one succeeded.
-func (s *Services) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastErr
-}
 
 // trimService keeps what the checks read of a Service.
 func trimService(obj any) (any, error) {
@@ -129,17 +110,7 @@ func (s *Services) HasSynced() bool { return s.informer.HasSynced() }
 // List returns every Service as trimmed; nil before the first list. The objects are the
 // cache's: callers must not modify them.
 func (s *Services) List() []*unstructured.Unstructured {
-	if !s.informer.HasSynced() {
-		return nil
-	}
-	items := s.informer.GetStore().List()
-	out := make([]*unstructured.Unstructured, 0, len(items))
-	for _, o := range items {
-		if u, ok := o.(*unstructured.Unstructured); ok {
-			out = append(out, u)
-		}
-	}
-	return out
+	return syncedItems[*unstructured.Unstructured](s.informer)
 }
 
 // OnChange calls f after a Service is added, deleted, or changed in what the checks read.

@@ -10,9 +10,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// watchErr keeps the latest list or watch error of a metadata informer, so that a cache
-// that never syncs says why (most often RBAC not re-applied after an upgrade) in /readyz
-// instead of only in client-go's logs.
+// watchErr keeps the latest list or watch error of an informer (the metadata caches,
+// Services), so that a cache that never syncs says why (most often RBAC not re-applied
+// after an upgrade) in /readyz instead of only in client-go's logs.
 type watchErr struct {
 	mu  sync.Mutex
 	err error
